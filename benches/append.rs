@@ -1,0 +1,54 @@
+//! The cost of one durable append batch on this machine's disk: sled write, flush and
+//! fsync, for batches of 1, 16 and 256 entries of a realistic command size.
+//!
+//! Run with `cargo bench --bench append`. Prints the median and p90 per batch size.
+
+use std::time::{Duration, Instant};
+
+use chorus::raft::TypeConfig;
+use chorus::storage;
+use openraft::storage::{IOFlushed, RaftLogStorage};
+use openraft::type_config::TypeConfigExt;
+
+/// Batches per size: enough for a stable median, bounded so the bench ends in seconds.
+const ROUNDS: usize = 200;
+
+#[tokio::main]
+async fn main() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut store = storage::open(dir.path()).expect("open store");
+    let mut index = 0u64;
+    println!("durable append batch (sled write + flush + fsync), {ROUNDS} rounds each");
+    for batch_size in [1usize, 16, 256] {
+        let mut times = Vec::with_capacity(ROUNDS);
+        for _ in 0..ROUNDS {
+            let batch: Vec<_> = (0..batch_size)
+                .map(|_| {
+                    index += 1;
+                    openraft::testing::blank_ent::<TypeConfig>(1, 1, index)
+                })
+                .collect();
+            let started = Instant::now();
+            let (tx, rx) = TypeConfig::oneshot();
+            store
+                .log
+                .append(batch, IOFlushed::signal(tx))
+                .await
+                .expect("append");
+            rx.await.expect("flusher alive").expect("flush");
+            times.push(started.elapsed());
+        }
+        times.sort();
+        let pct = |p: usize| times[(times.len() * p / 100).min(times.len() - 1)];
+        println!(
+            "batch {batch_size:>3}: median {:>8.3} ms  p90 {:>8.3} ms  per entry {:>8.4} ms",
+            ms(pct(50)),
+            ms(pct(90)),
+            ms(pct(50)) / batch_size as f64
+        );
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

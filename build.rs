@@ -1,0 +1,20 @@
+//! Compiles `proto/` with a vendored protoc, so a fresh machine builds with cargo alone.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // SAFETY: build scripts are single-threaded; nothing else reads the environment yet.
+    unsafe { std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?) };
+    let protos = [
+        "proto/chorus/peer/v1/peer.proto",
+        "proto/chorus/v1/cluster.proto",
+        "proto/chorus/v1/session.proto",
+    ];
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(
+            std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("chorus_descriptor.bin"),
+        )
+        .compile_protos(&protos, &["proto"])?;
+    for proto in protos {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    Ok(())
+}

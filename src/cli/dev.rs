@@ -1,0 +1,91 @@
+//! `chorus dev`: a whole group of masters on loopback in one process.
+//!
+//! Every master gets its own sled database under one temporary directory, its own
+//! ports chosen by the OS, and the same generated secrets. Ctrl-C stops them all
+//! through the same graceful path as `chorus serve`, then removes the directory.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rand::distr::{Alphanumeric, SampleString};
+
+use crate::config::{Config, defaults};
+use crate::master::{self, Listeners};
+
+/// Arguments of `chorus dev`.
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// How many masters to run (3 or 5 make sense; 1 works for experiments).
+    #[arg(long, default_value_t = 3)]
+    nodes: u64,
+}
+
+/// How long `dev` waits for the first leader before saying the group failed to form.
+const FORMATION_DEADLINE: Duration = Duration::from_secs(30);
+
+pub async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
+    if args.nodes == 0 || args.nodes > 9 {
+        return Err("--nodes must be between 1 and 9".into());
+    }
+    let dir = tempfile::Builder::new().prefix("chorus-dev-").tempdir()?;
+    let api_secret = Alphanumeric.sample_string(&mut rand::rng(), 32);
+    let cluster_secret = Alphanumeric.sample_string(&mut rand::rng(), 32);
+
+    let mut listeners = BTreeMap::new();
+    for id in 1..=args.nodes {
+        listeners.insert(id, Listeners::bind_loopback().await?);
+    }
+    let peers: BTreeMap<u64, String> = listeners
+        .iter()
+        .map(|(id, l)| Ok((*id, l.peer_addr()?.to_string())))
+        .collect::<std::io::Result<_>>()?;
+    let mut endpoints = Vec::new();
+    let mut starting = Vec::new();
+    for (id, l) in listeners {
+        let config = Config {
+            id,
+            client_addr: l.client_addr()?,
+            peer_addr: l.peer_addr()?,
+            peers: peers.clone(),
+            data_dir: dir.path().join(format!("master-{id}")),
+            api_secret: api_secret.clone(),
+            cluster_secret: cluster_secret.clone(),
+            heartbeat_interval: Duration::from_millis(defaults::HEARTBEAT_MS),
+            election_timeout_min: Duration::from_millis(defaults::ELECTION_TIMEOUT_MIN_MS),
+            election_timeout_max: Duration::from_millis(defaults::ELECTION_TIMEOUT_MAX_MS),
+            snapshot_logs_since_last: defaults::SNAPSHOT_LOGS_SINCE_LAST,
+            max_message_bytes: defaults::MAX_MESSAGE_BYTES,
+            limits: crate::state::Limits {
+                max_sessions: defaults::MAX_SESSIONS,
+                max_connections_per_session: defaults::MAX_CONNECTIONS_PER_SESSION,
+                max_data_bytes: defaults::MAX_DATA_BYTES,
+            },
+        };
+        config.validate()?;
+        endpoints.push(config.client_addr.to_string());
+        starting.push(master::Master::start(config, l));
+    }
+    // The masters find each other while starting, so they must start together.
+    let masters = futures::future::try_join_all(starting).await?;
+
+    let leader = tokio::time::timeout(FORMATION_DEADLINE, masters[0].wait_for_leader()).await;
+    match leader {
+        Ok(leader) => tracing::info!(leader, "dev cluster formed"),
+        Err(_) => return Err("no leader elected within 30s".into()),
+    }
+    println!(
+        "export CHORUS_ENDPOINTS={} CHORUS_API_SECRET={api_secret}",
+        endpoints.join(",")
+    );
+    println!(
+        "# {} masters running in {}; Ctrl-C stops them",
+        masters.len(),
+        dir.path().display()
+    );
+
+    super::shutdown_signal().await;
+    for master in masters {
+        master.shutdown().await;
+    }
+    Ok(())
+}

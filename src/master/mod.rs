@@ -1,0 +1,366 @@
+//! One master: storage, Raft, the peer port and the client port, started and stopped
+//! together.
+//!
+//! Start-up order matters:
+//! 1. open the sled store (the state is rebuilt from its snapshot);
+//! 2. serve the peer port, answering only probes, so that peers starting at the same
+//!    time can find each other;
+//! 3. if the store is pristine, decide with the peers whether to form the group
+//!    ([`formation`]); a master with a wiped data dir is refused here;
+//! 4. start Raft and let the peer port serve Raft RPCs; initialize if this master
+//!    forms the group;
+//! 5. serve the client port.
+//!
+//! Shutdown runs the other way: a leader first hands leadership to a caught-up
+//! follower, then both ports stop, then Raft, then the store is flushed.
+
+mod formation;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::{BasicNode, ServerState, SnapshotPolicy};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::service::interceptor::InterceptedService;
+use tracing::Instrument;
+
+pub use formation::{Formation, FormationError};
+
+use crate::api::ClientApi;
+use crate::auth::BearerCheck;
+use crate::config::Config;
+use crate::network::pb::peer_server::PeerServer as PeerGrpc;
+use crate::network::{PeerNetwork, PeerServer};
+use crate::raft::{NodeId, Raft, SharedApplied, StateMachineStore};
+use crate::storage::FlusherThread;
+
+/// Why a master could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("storage: {0}")]
+    Storage(#[from] std::io::Error),
+    #[error(transparent)]
+    Formation(#[from] FormationError),
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// The two bound listening sockets of a master.
+pub struct Listeners {
+    client: TcpListener,
+    peer: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the configured addresses.
+    pub async fn bind(config: &Config) -> std::io::Result<Self> {
+        Ok(Listeners {
+            client: TcpListener::bind(config.client_addr).await?,
+            peer: TcpListener::bind(config.peer_addr).await?,
+        })
+    }
+
+    /// Binds two free ports on 127.0.0.1.
+    pub async fn bind_loopback() -> std::io::Result<Self> {
+        Ok(Listeners {
+            client: TcpListener::bind("127.0.0.1:0").await?,
+            peer: TcpListener::bind("127.0.0.1:0").await?,
+        })
+    }
+
+    /// The bound client-port address.
+    pub fn client_addr(&self) -> std::io::Result<SocketAddr> {
+        self.client.local_addr()
+    }
+
+    /// The bound peer-port address.
+    pub fn peer_addr(&self) -> std::io::Result<SocketAddr> {
+        self.peer.local_addr()
+    }
+}
+
+/// How long a leader shutting down waits for a follower to take over.
+const HANDOVER_DEADLINE: Duration = Duration::from_secs(3);
+
+/// A running master.
+pub struct Master {
+    id: NodeId,
+    raft: Raft,
+    applied: SharedApplied,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+    _flusher: FlusherThread,
+}
+
+/// The openraft configuration derived from ours.
+fn raft_config(config: &Config) -> Result<Arc<openraft::Config>, StartError> {
+    let raft_config = openraft::Config {
+        cluster_name: "chorus".into(),
+        heartbeat_interval: config.heartbeat_interval.as_millis() as u64,
+        election_timeout_min: config.election_timeout_min.as_millis() as u64,
+        election_timeout_max: config.election_timeout_max.as_millis() as u64,
+        // A partitioned master that comes back must not depose a healthy leader.
+        enable_pre_vote: Some(true),
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_logs_since_last),
+        // Keep half a snapshot interval of log so a briefly lagging follower catches up
+        // from the log instead of needing a whole snapshot.
+        max_in_snapshot_log_to_keep: config.snapshot_logs_since_last / 2,
+        purge_batch_size: 256,
+        // The whole snapshot travels in one streamed RPC; give it time.
+        install_snapshot_timeout: 60_000,
+        ..Default::default()
+    };
+    raft_config
+        .validate()
+        .map(Arc::new)
+        .map_err(|e| StartError::Raft(e.to_string()))
+}
+
+impl Master {
+    /// Starts a master on already-bound listeners. Returns once Raft runs and both ports
+    /// serve; a pristine master first waits for its peers (see [`formation`]).
+    pub async fn start(config: Config, listeners: Listeners) -> Result<Master, StartError> {
+        let span = tracing::info_span!("master", id = config.id);
+        Self::start_inner(config, listeners, span.clone())
+            .instrument(span)
+            .await
+    }
+
+    async fn start_inner(
+        config: Config,
+        listeners: Listeners,
+        span: tracing::Span,
+    ) -> Result<Master, StartError> {
+        let id = config.id;
+        let store = crate::storage::open(&config.data_dir)?;
+        let pristine = store.log.is_pristine()?;
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+
+        let network = PeerNetwork::new(id, &config.cluster_secret, config.max_message_bytes)
+            .map_err(|e| StartError::Raft(e.message().to_owned()))?;
+        let peer_server = PeerServer::new(config.max_message_bytes, pristine);
+        let peer_service = InterceptedService::new(
+            PeerGrpc::new(peer_server.clone())
+                .max_decoding_message_size(config.max_message_bytes)
+                .max_encoding_message_size(config.max_message_bytes),
+            BearerCheck::new(&config.cluster_secret),
+        );
+        let peer_stop = stop.clone();
+        let peer_incoming = TcpListenerStream::new(listeners.peer);
+        tasks.spawn(
+            async move {
+                let result = tonic::transport::Server::builder()
+                    .add_service(peer_service)
+                    .serve_with_incoming_shutdown(peer_incoming, peer_stop.cancelled_owned())
+                    .await;
+                if let Err(e) = result {
+                    tracing::error!("peer port stopped: {e}");
+                }
+            }
+            .instrument(span.clone()),
+        );
+
+        let formation = if pristine {
+            match formation::decide(&config, &network, stop.clone().cancelled_owned()).await {
+                Ok(formation) => Some(formation),
+                Err(e) => {
+                    stop.cancel();
+                    tasks.close();
+                    tasks.wait().await;
+                    return Err(e.into());
+                }
+            }
+        } else {
+            None
+        };
+
+        let state_machine = StateMachineStore::open(store.snapshots.clone())?;
+        let applied = state_machine.applied();
+        let raft = Raft::new(id, raft_config(&config)?, network, store.log, state_machine)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        peer_server.set_raft(raft.clone());
+
+        if formation == Some(Formation::Initialize) {
+            let members: BTreeMap<u64, BasicNode> = config
+                .peers
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode::new(addr)))
+                .collect();
+            tracing::info!(voters = ?members.keys().collect::<Vec<_>>(), "initializing the group");
+            raft.initialize(members)
+                .await
+                .map_err(|e| StartError::Raft(format!("initialize: {e}")))?;
+        }
+
+        tasks.spawn(log_changes(raft.clone(), stop.clone()).instrument(span.clone()));
+
+        let api = ClientApi::new(
+            id,
+            raft.clone(),
+            applied.clone(),
+            config.limits,
+            config.max_message_bytes,
+        );
+        let client_check = BearerCheck::new(&config.api_secret);
+        let client_stop = stop.clone();
+        let client_incoming = TcpListenerStream::new(listeners.client);
+        tasks.spawn(
+            async move {
+                let result = api
+                    .router(client_check)
+                    .serve_with_incoming_shutdown(client_incoming, client_stop.cancelled_owned())
+                    .await;
+                if let Err(e) = result {
+                    tracing::error!("client port stopped: {e}");
+                }
+            }
+            .instrument(span.clone()),
+        );
+        tracing::info!(
+            id,
+            client = %config.client_addr,
+            peer = %config.peer_addr,
+            "master started"
+        );
+        Ok(Master {
+            id,
+            raft,
+            applied,
+            stop,
+            tasks,
+            _flusher: store.flusher,
+        })
+    }
+
+    /// This master's node id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The Raft handle.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// The applied state.
+    pub fn applied(&self) -> &SharedApplied {
+        &self.applied
+    }
+
+    /// Waits until this master knows a leader, and returns its id.
+    pub async fn wait_for_leader(&self) -> NodeId {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Some(leader) = metrics.borrow_watched().current_leader {
+                return leader;
+            }
+            if metrics.changed().await.is_err() {
+                // Raft stopped; no leader will come.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Stops gracefully: hands leadership over if this master leads, stops serving,
+    /// shuts Raft down and lets the store flush.
+    pub async fn shutdown(self) {
+        self.hand_over_leadership().await;
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!("raft shutdown: {e}");
+        }
+        tracing::info!(id = self.id, "master stopped");
+    }
+
+    /// If this master leads, transfers leadership to the most caught-up voter and waits
+    /// (bounded) until another master leads, so clients see one quick election-free
+    /// handover instead of an election timeout.
+    async fn hand_over_leadership(&self) {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        if metrics.state != ServerState::Leader {
+            return;
+        }
+        let Some(replication) = &metrics.replication else {
+            return;
+        };
+        let voters: Vec<u64> = metrics.membership_config.membership().voter_ids().collect();
+        let target = replication
+            .iter()
+            .filter(|(id, _)| **id != self.id && voters.contains(id))
+            .max_by_key(|(_, matched)| matched.map(|m| m.index))
+            .map(|(id, _)| *id);
+        let Some(target) = target else {
+            return;
+        };
+        tracing::info!(to = target, "handing leadership over before stopping");
+        if let Err(e) = self.raft.trigger().transfer_leader(target).await {
+            tracing::warn!("leadership transfer failed: {e}");
+            return;
+        }
+        let handed_over = self
+            .raft
+            .wait(Some(HANDOVER_DEADLINE))
+            .metrics(
+                |m| m.current_leader.is_some_and(|leader| leader != self.id),
+                "another master leads",
+            )
+            .await;
+        if handed_over.is_err() {
+            tracing::warn!("no other master took over within {HANDOVER_DEADLINE:?}");
+        }
+    }
+}
+
+/// Runs a master until `shutdown` resolves, then stops it gracefully.
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), StartError> {
+    let listeners = Listeners::bind(&config).await?;
+    let master = Master::start(config, listeners).await?;
+    shutdown.await;
+    master.shutdown().await;
+    Ok(())
+}
+
+/// Logs one line per leadership change and per membership change.
+async fn log_changes(raft: Raft, stop: CancellationToken) {
+    let mut metrics = raft.metrics();
+    let mut leader = None;
+    let mut membership = None;
+    loop {
+        {
+            let m = metrics.borrow_watched();
+            if m.current_leader != leader {
+                leader = m.current_leader;
+                match leader {
+                    Some(leader) => tracing::info!(term = m.current_term, leader, "leader elected"),
+                    None => tracing::info!(term = m.current_term, "no leader"),
+                }
+            }
+            let config = m.membership_config.clone();
+            if membership.as_ref() != Some(&config) {
+                tracing::info!(
+                    index = config.log_id().map(|id| id.index),
+                    membership = %config.membership(),
+                    "membership changed"
+                );
+                membership = Some(config);
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = metrics.changed() => if changed.is_err() { return },
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! The sending side of the peer port: openraft's network over tonic channels.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::errors::{
+    NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
+};
+use openraft::network::{RPCOption, RPCTypes, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, OptionalSend, RaftNetworkFactory};
+use tonic::codegen::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+use super::pb::peer_client::PeerClient;
+use super::pb::{self, snapshot_chunk};
+use crate::auth::BearerToken;
+use crate::raft::{NodeId, Snapshot, TypeConfig, Vote};
+use crate::storage::codec;
+
+type C = TypeConfig;
+type Client = PeerClient<InterceptedService<Channel, BearerToken>>;
+
+/// How long a first connection to a peer may take before the RPC counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// HTTP/2 keep-alive pings notice a dead peer on an idle channel.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// openraft's network factory: one long-lived channel per peer address.
+#[derive(Clone)]
+pub struct PeerNetwork {
+    id: NodeId,
+    token: BearerToken,
+    max_message_bytes: usize,
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl PeerNetwork {
+    /// A network for master `id` presenting `cluster_secret` to its peers.
+    pub fn new(
+        id: NodeId,
+        cluster_secret: &str,
+        max_message_bytes: usize,
+    ) -> Result<Self, tonic::Status> {
+        Ok(PeerNetwork {
+            id,
+            token: BearerToken::new(cluster_secret)?,
+            max_message_bytes,
+            channels: Arc::default(),
+        })
+    }
+
+    /// The client for `addr`, reusing the channel to it if one exists.
+    pub fn client(&self, addr: &str) -> Result<Client, tonic::transport::Error> {
+        let channel = {
+            let mut channels = self.channels.lock().expect("channel map poisoned");
+            match channels.get(addr) {
+                Some(channel) => channel.clone(),
+                None => {
+                    let channel = Endpoint::from_shared(format!("http://{addr}"))?
+                        .connect_timeout(CONNECT_TIMEOUT)
+                        .tcp_nodelay(true)
+                        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+                        .keep_alive_while_idle(true)
+                        .connect_lazy();
+                    channels.insert(addr.to_owned(), channel.clone());
+                    channel
+                }
+            }
+        };
+        Ok(PeerClient::with_interceptor(channel, self.token.clone())
+            .max_decoding_message_size(self.max_message_bytes)
+            .max_encoding_message_size(self.max_message_bytes))
+    }
+}
+
+impl RaftNetworkFactory<C> for PeerNetwork {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerConnection {
+        PeerConnection {
+            id: self.id,
+            target,
+            client: self.client(&node.addr).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// The Raft traffic to one peer.
+pub struct PeerConnection {
+    id: NodeId,
+    target: NodeId,
+    /// An address that cannot even form a URI is remembered as the error it gave.
+    client: Result<Client, String>,
+}
+
+fn unreachable(e: impl std::fmt::Display) -> Unreachable<C> {
+    Unreachable::from_string(e.to_string())
+}
+
+/// Maps a gRPC failure: transport and availability errors mean the peer is unreachable
+/// (openraft backs off); anything else is a network error (retried soon).
+fn status_error(status: tonic::Status) -> RPCError<C> {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
+            RPCError::Unreachable(unreachable(status))
+        }
+        _ => RPCError::Network(NetworkError::from_string(status.to_string())),
+    }
+}
+
+fn codec_error(e: std::io::Error) -> RPCError<C> {
+    RPCError::Network(NetworkError::new(&e))
+}
+
+impl PeerConnection {
+    fn client(&self) -> Result<Client, RPCError<C>> {
+        self.client
+            .clone()
+            .map_err(|e| RPCError::Unreachable(unreachable(e)))
+    }
+
+    fn timeout(&self, action: RPCTypes, timeout: Duration) -> Timeout<C> {
+        Timeout {
+            action,
+            id: self.id,
+            target: self.target,
+            timeout,
+        }
+    }
+
+    /// Sends one postcard-encoded request with the RPC's deadline and decodes the reply.
+    async fn unary<Req, Resp, F, Fut>(
+        &self,
+        action: RPCTypes,
+        request: &Req,
+        option: &RPCOption,
+        call: F,
+    ) -> Result<Resp, RPCError<C>>
+    where
+        Req: serde::Serialize,
+        Resp: serde::de::DeserializeOwned,
+        F: FnOnce(Client, tonic::Request<pb::Payload>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<pb::Payload>, tonic::Status>>,
+    {
+        let deadline = option.soft_ttl();
+        let mut request = tonic::Request::new(pb::Payload {
+            data: codec::encode(request).map_err(codec_error)?,
+        });
+        request.set_timeout(deadline);
+        let reply = tokio::time::timeout(deadline, call(self.client()?, request))
+            .await
+            .map_err(|_| RPCError::Timeout(self.timeout(action, deadline)))?
+            .map_err(status_error)?;
+        codec::decode(&reply.into_inner().data).map_err(codec_error)
+    }
+}
+
+impl RaftNetworkV2<C> for PeerConnection {
+    type SnapshotData = std::io::Cursor<Vec<u8>>;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<C>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
+        self.unary(
+            RPCTypes::AppendEntries,
+            &rpc,
+            &option,
+            |mut c, r| async move { c.append_entries(r).await },
+        )
+        .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<C>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<C>, RPCError<C>> {
+        self.unary(RPCTypes::Vote, &rpc, &option, |mut c, r| async move {
+            c.vote(r).await
+        })
+        .await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<C>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<C>, RPCError<C>> {
+        self.unary(RPCTypes::Vote, &rpc, &option, |mut c, r| async move {
+            c.pre_vote(r).await
+        })
+        .await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<C>, StreamingError<C>> {
+        let deadline = option.hard_ttl();
+        let header = codec::encode(&(vote, &snapshot.meta)).map_err(codec_error)?;
+        let data = snapshot.snapshot.into_inner();
+        let bytes = data.len();
+        let chunks: Vec<pb::SnapshotChunk> = std::iter::once(snapshot_chunk::Kind::Header(header))
+            .chain(
+                data.chunks(super::SNAPSHOT_CHUNK_BYTES)
+                    .map(|c| snapshot_chunk::Kind::Data(c.to_vec())),
+            )
+            .map(|kind| pb::SnapshotChunk { kind: Some(kind) })
+            .collect();
+        let mut request = tonic::Request::new(futures::stream::iter(chunks));
+        request.set_timeout(deadline);
+        let mut client = self.client()?;
+        let send = async move {
+            let reply = client
+                .install_snapshot(request)
+                .await
+                .map_err(status_error)?;
+            codec::decode::<SnapshotResponse<C>>(&reply.into_inner().data).map_err(codec_error)
+        };
+        tracing::info!(target = self.target, bytes, "sending snapshot");
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            result = tokio::time::timeout(deadline, send) => match result {
+                Ok(reply) => Ok(reply?),
+                Err(_) => Err(StreamingError::Timeout(self.timeout(RPCTypes::InstallSnapshot, deadline))),
+            },
+        }
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<C>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<C>, RPCError<C>> {
+        self.unary(
+            RPCTypes::TransferLeader,
+            &req,
+            &option,
+            |mut c, r| async move { c.transfer_leader(r).await },
+        )
+        .await
+    }
+}
+
+/// Asks the master at `addr` what it knows of the group (used before this master's Raft
+/// starts, to refuse re-initializing a formed group).
+pub async fn probe(
+    network: &PeerNetwork,
+    addr: &str,
+    deadline: Duration,
+) -> Result<pb::ProbeReply, tonic::Status> {
+    let mut client = network
+        .client(addr)
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut request = tonic::Request::new(pb::ProbeRequest {});
+    request.set_timeout(deadline);
+    match tokio::time::timeout(deadline, client.probe(request)).await {
+        Ok(reply) => Ok(reply?.into_inner()),
+        Err(_) => Err(tonic::Status::deadline_exceeded("probe timed out")),
+    }
+}

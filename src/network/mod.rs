@@ -1,0 +1,24 @@
+//! The peer port: Raft RPCs between masters over tonic.
+//!
+//! - [`PeerNetwork`] is openraft's network factory. It keeps one long-lived HTTP/2
+//!   channel per peer address, shared by every replication stream to that peer.
+//! - [`PeerServer`] answers the peer RPCs on the receiving master.
+//!
+//! Raft messages travel as postcard-encoded openraft types inside protobuf `bytes`
+//! (see `proto/chorus/peer/v1/peer.proto`). Every call carries the cluster secret and a
+//! deadline derived from openraft's `RPCOption`.
+
+mod client;
+mod server;
+
+pub use client::{PeerNetwork, probe};
+pub use server::PeerServer;
+
+/// Generated protobuf types of the peer port.
+pub mod pb {
+    tonic::include_proto!("chorus.peer.v1");
+}
+
+/// A snapshot travels in chunks of this size: small enough to interleave with other
+/// traffic on the shared channel, large enough to keep per-message overhead negligible.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;

@@ -1,0 +1,184 @@
+//! The receiving side of the peer port.
+
+use std::sync::{Arc, OnceLock};
+
+use futures::StreamExt;
+use openraft::async_runtime::WatchReceiver;
+use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::pb::peer_server::Peer;
+use super::pb::{self, snapshot_chunk};
+use crate::raft::{Raft, Snapshot, SnapshotMeta, TypeConfig, Vote};
+use crate::storage::codec;
+
+type C = TypeConfig;
+
+/// Serves the peer RPCs. Raft RPCs answer UNAVAILABLE until [`PeerServer::set_raft`]
+/// hands over the Raft handle: a master probes its peers before it starts Raft, and
+/// must not vote or accept entries before that check passed.
+#[derive(Clone)]
+pub struct PeerServer {
+    raft: Arc<OnceLock<Raft>>,
+    max_snapshot_bytes: usize,
+    /// This master's store was empty at start: until Raft runs, it truthfully knows no
+    /// group. A master with data answers probes only once Raft runs and knows its
+    /// membership, never "no group" in between.
+    pristine: bool,
+}
+
+impl PeerServer {
+    /// A server that accepts snapshots up to `max_snapshot_bytes`.
+    pub fn new(max_snapshot_bytes: usize, pristine: bool) -> Self {
+        PeerServer {
+            raft: Arc::default(),
+            max_snapshot_bytes,
+            pristine,
+        }
+    }
+
+    /// Starts serving Raft RPCs with `raft`.
+    pub fn set_raft(&self, raft: Raft) {
+        if self.raft.set(raft).is_err() {
+            tracing::warn!("the peer server already had a Raft handle");
+        }
+    }
+
+    fn raft(&self) -> Result<&Raft, Status> {
+        self.raft
+            .get()
+            .ok_or_else(|| Status::unavailable("this master has not started Raft yet"))
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(payload: &pb::Payload) -> Result<T, Status> {
+    codec::decode(&payload.data)
+        .map_err(|e| Status::invalid_argument(format!("undecodable Raft message: {e}")))
+}
+
+fn reply<T: serde::Serialize>(value: &T) -> Result<Response<pb::Payload>, Status> {
+    let data =
+        codec::encode(value).map_err(|e| Status::internal(format!("cannot encode reply: {e}")))?;
+    Ok(Response::new(pb::Payload { data }))
+}
+
+/// A Raft that is shutting down or has failed answers UNAVAILABLE: the sender treats the
+/// peer as unreachable and backs off.
+fn fatal(e: impl std::fmt::Display) -> Status {
+    Status::unavailable(format!("raft stopped: {e}"))
+}
+
+#[tonic::async_trait]
+impl Peer for PeerServer {
+    async fn append_entries(
+        &self,
+        request: Request<pb::Payload>,
+    ) -> Result<Response<pb::Payload>, Status> {
+        let req: AppendEntriesRequest<C> = decode(request.get_ref())?;
+        let resp = self.raft()?.append_entries(req).await.map_err(fatal)?;
+        reply(&resp)
+    }
+
+    async fn vote(&self, request: Request<pb::Payload>) -> Result<Response<pb::Payload>, Status> {
+        let req: VoteRequest<C> = decode(request.get_ref())?;
+        let resp = self.raft()?.vote(req).await.map_err(fatal)?;
+        reply(&resp)
+    }
+
+    async fn pre_vote(
+        &self,
+        request: Request<pb::Payload>,
+    ) -> Result<Response<pb::Payload>, Status> {
+        let req: VoteRequest<C> = decode(request.get_ref())?;
+        let resp = self.raft()?.pre_vote(req).await.map_err(fatal)?;
+        reply(&resp)
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<pb::SnapshotChunk>>,
+    ) -> Result<Response<pb::Payload>, Status> {
+        let raft = self.raft()?.clone();
+        let mut stream = request.into_inner();
+        let header = match stream.next().await {
+            Some(Ok(pb::SnapshotChunk {
+                kind: Some(snapshot_chunk::Kind::Header(header)),
+            })) => header,
+            Some(Err(status)) => return Err(status),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "a snapshot stream must start with its header",
+                ));
+            }
+        };
+        let (vote, meta): (Vote, SnapshotMeta) = codec::decode(&header)
+            .map_err(|e| Status::invalid_argument(format!("bad snapshot header: {e}")))?;
+        let mut data = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            match chunk?.kind {
+                Some(snapshot_chunk::Kind::Data(bytes)) => {
+                    if data.len() + bytes.len() > self.max_snapshot_bytes {
+                        return Err(Status::resource_exhausted(format!(
+                            "snapshot larger than {} bytes",
+                            self.max_snapshot_bytes
+                        )));
+                    }
+                    data.extend_from_slice(&bytes);
+                }
+                _ => return Err(Status::invalid_argument("a snapshot stream has one header")),
+            }
+        }
+        // Check the data decodes before openraft sees it: a corrupt transfer is refused here
+        // rather than failing inside the state machine.
+        codec::decode::<crate::state::State>(&data)
+            .map_err(|e| Status::invalid_argument(format!("snapshot data does not decode: {e}")))?;
+        tracing::info!(
+            index = meta.last_log_id.map(|id| id.index),
+            bytes = data.len(),
+            "snapshot received"
+        );
+        let snapshot = Snapshot {
+            meta,
+            snapshot: std::io::Cursor::new(data),
+        };
+        let resp = raft
+            .install_full_snapshot(vote, snapshot)
+            .await
+            .map_err(fatal)?;
+        reply(&resp)
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<pb::Payload>,
+    ) -> Result<Response<pb::Payload>, Status> {
+        let req: TransferLeaderRequest<C> = decode(request.get_ref())?;
+        let resp = self
+            .raft()?
+            .handle_transfer_leader(req)
+            .await
+            .map_err(fatal)?;
+        reply(&resp)
+    }
+
+    async fn probe(
+        &self,
+        _request: Request<pb::ProbeRequest>,
+    ) -> Result<Response<pb::ProbeReply>, Status> {
+        let Some(raft) = self.raft.get() else {
+            if self.pristine {
+                return Ok(Response::new(pb::ProbeReply::default()));
+            }
+            return Err(Status::unavailable("this master is starting"));
+        };
+        let metrics = raft.metrics().borrow_watched().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: Vec<u64> = membership.voter_ids().collect();
+        let learners: Vec<u64> = membership.learner_ids().collect();
+        Ok(Response::new(pb::ProbeReply {
+            initialized: !voters.is_empty(),
+            voters,
+            learners,
+        }))
+    }
+}

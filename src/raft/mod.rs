@@ -1,0 +1,7 @@
+//! Raft on openraft: the type configuration and the state-machine adapter.
+
+mod state_machine;
+mod types;
+
+pub use state_machine::{Applied, SharedApplied, Snapshot, StateMachineStore, read};
+pub use types::{Entry, LogId, NodeId, Raft, SnapshotMeta, StoredMembership, TypeConfig, Vote};

@@ -1,0 +1,188 @@
+//! The adapter between openraft and the pure [`State`]: applies committed entries,
+//! builds and installs snapshots. It holds no business rule.
+//!
+//! As in Consul, the state lives in memory and the log in the store: at start the state is
+//! the latest snapshot, and openraft re-applies the committed log after it.
+//!
+//! Invariants:
+//! - `applied.last_applied` is the log id of the last entry folded into `applied.state`;
+//!   it only moves forward, except when a snapshot replaces the state wholesale.
+//! - A snapshot reported by `get_current_snapshot` is durable.
+
+use std::io::{self, Cursor};
+use std::sync::{Arc, RwLock};
+
+use futures::{Stream, TryStreamExt};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
+
+use super::types::{LogId, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::state::{Outcome, State};
+use crate::storage::SnapshotStore;
+
+/// The applied state as the rest of the master reads it.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// The replicated domain state.
+    pub state: State,
+    /// The last log id applied to `state`.
+    pub last_applied: Option<LogId>,
+    /// The last membership config applied.
+    pub membership: StoredMembership,
+}
+
+/// A shared, read-mostly handle on the applied state.
+pub type SharedApplied = Arc<RwLock<Applied>>;
+
+/// The state machine handed to openraft.
+pub struct StateMachineStore {
+    applied: SharedApplied,
+    snapshots: SnapshotStore,
+}
+
+/// A snapshot as openraft moves it: the postcard encoding of [`State`].
+pub type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, Cursor<Vec<u8>>>;
+
+impl StateMachineStore {
+    /// Rebuilds the in-memory state from the latest durable snapshot, if any.
+    pub fn open(snapshots: SnapshotStore) -> io::Result<Self> {
+        let mut applied = Applied::default();
+        if let Some((meta, data)) = snapshots.load()? {
+            applied.state = crate::storage::codec::decode(&data)?;
+            applied.last_applied = meta.last_log_id;
+            applied.membership = meta.last_membership;
+            tracing::info!(
+                index = applied.last_applied.map(|id| id.index),
+                "state restored from snapshot"
+            );
+        }
+        Ok(StateMachineStore {
+            applied: Arc::new(RwLock::new(applied)),
+            snapshots,
+        })
+    }
+
+    /// The handle the API reads through.
+    pub fn applied(&self) -> SharedApplied {
+        self.applied.clone()
+    }
+}
+
+/// Reads the applied state; a poisoned lock means an apply panicked, which is fatal by
+/// design, so propagating the panic is right.
+pub fn read(applied: &SharedApplied) -> std::sync::RwLockReadGuard<'_, Applied> {
+    applied
+        .read()
+        .expect("state lock poisoned by a panicked apply")
+}
+
+fn write(applied: &SharedApplied) -> std::sync::RwLockWriteGuard<'_, Applied> {
+    applied
+        .write()
+        .expect("state lock poisoned by a panicked apply")
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotData = Cursor<Vec<u8>>;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        let applied = read(&self.applied);
+        Ok((applied.last_applied, applied.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
+        while let Some((entry, responder)) = entries.try_next().await? {
+            let response = {
+                let mut applied = write(&self.applied);
+                applied.last_applied = Some(entry.log_id);
+                match entry.payload {
+                    EntryPayload::Blank => Ok(Outcome::RaftInternal),
+                    EntryPayload::Normal(command) => {
+                        applied.state.apply(entry.log_id.index, &command)
+                    }
+                    EntryPayload::Membership(membership) => {
+                        applied.membership = StoredMembership::new(Some(entry.log_id), membership);
+                        Ok(Outcome::RaftInternal)
+                    }
+                }
+            };
+            if let Some(responder) = responder {
+                responder.send(response);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            applied: self.applied.clone(),
+            snapshots: self.snapshots.clone(),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Self::SnapshotData,
+    ) -> Result<(), io::Error> {
+        let data = snapshot.into_inner();
+        let state: State = crate::storage::codec::decode(&data)?;
+        self.snapshots.save(meta, &data).await?;
+        let mut applied = write(&self.applied);
+        applied.state = state;
+        applied.last_applied = meta.last_log_id;
+        applied.membership = meta.last_membership.clone();
+        tracing::info!(
+            index = meta.last_log_id.map(|id| id.index),
+            bytes = data.len(),
+            "snapshot installed"
+        );
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
+        Ok(self.snapshots.load()?.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Cursor::new(data),
+        }))
+    }
+}
+
+/// Builds a snapshot of the applied state and stores it durably.
+pub struct SnapshotBuilder {
+    applied: SharedApplied,
+    snapshots: SnapshotStore,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    type SnapshotData = Cursor<Vec<u8>>;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        let started = std::time::Instant::now();
+        // Encoding under the read lock keeps the snapshot consistent with its log id;
+        // applies wait for it, reads do not.
+        let (meta, data) = {
+            let applied = read(&self.applied);
+            let meta = SnapshotMeta {
+                last_log_id: applied.last_applied,
+                last_membership: applied.membership.clone(),
+            };
+            (meta, crate::storage::codec::encode(&applied.state)?)
+        };
+        self.snapshots.save(&meta, &data).await?;
+        tracing::info!(
+            index = meta.last_log_id.map(|id| id.index),
+            bytes = data.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "snapshot built"
+        );
+        Ok(Snapshot {
+            meta,
+            snapshot: Cursor::new(data),
+        })
+    }
+}

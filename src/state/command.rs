@@ -1,0 +1,269 @@
+//! What goes into the Raft log: a `Command` (an `Op` stamped by the leader) and the
+//! `Response` that applying it yields on every master.
+//!
+//! The leader does all the non-deterministic work *before* proposing: it reads its
+//! wall clock into `at`, draws connection ids, tokens and token seeds from a CSPRNG,
+//! picks media nodes, and copies its configured `Limits` into the op. Applying the
+//! command is then a pure function of the state and these bytes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    CheckOutcome, Connection, ConnectionType, Error, License, MediaMode, MediaNode,
+    MediaNodeStatus, RecordingMode, Role, Session, TrustPolicy, VideoCodec,
+};
+
+/// Wall-clock milliseconds since the UNIX epoch, as stamped by the leader.
+pub type Millis = u64;
+
+/// The result of applying one command; an `Err` changed nothing (see `State::apply`).
+pub type Response = Result<Outcome, Error>;
+
+/// One entry of the replicated log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    /// The client's idempotency key: a retried command with the same id returns the
+    /// first response instead of applying again. At most 128 bytes.
+    pub request_id: Option<String>,
+    /// The leader's wall clock when it proposed the command. The state keeps the
+    /// maximum seen, so log time never runs backwards after a failover.
+    pub at: Millis,
+    /// What to do.
+    pub op: Op,
+}
+
+/// The limits the leader is configured with, copied into the ops they govern so that
+/// applying stays deterministic even if masters are configured differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Most sessions the cluster holds at once.
+    pub max_sessions: u32,
+    /// Most connections (pending and active) one session holds at once.
+    pub max_connections_per_session: u32,
+    /// Largest `server_data` or `client_data`, in bytes.
+    pub max_data_bytes: u32,
+}
+
+/// The request to create a session (payload of `Op::CreateSession`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewSession {
+    /// The final id: the client's custom id, or one the leader generated (`ses_…`).
+    pub session_id: String,
+    /// How media flows between participants.
+    pub media_mode: MediaMode,
+    /// Whether recording starts by itself.
+    pub recording_mode: RecordingMode,
+    /// The video codec every publisher must use.
+    pub forced_video_codec: VideoCodec,
+    /// Whether the media node may transcode streams that do not match the codec.
+    pub allow_transcoding: bool,
+    /// A media node the client insists on; it must exist and be RUNNING.
+    pub media_node_id: Option<String>,
+    /// The leader's limits.
+    pub limits: Limits,
+}
+
+/// The request to create a connection (payload of `Op::CreateConnection`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewConnection {
+    /// The session the connection joins.
+    pub session_id: String,
+    /// `con_…`, drawn by the leader.
+    pub connection_id: String,
+    /// `tok_…`, drawn by the leader from a CSPRNG.
+    pub token: String,
+    /// WEBRTC or IPCAM.
+    pub connection_type: ConnectionType,
+    /// What the participant may do.
+    pub role: Role,
+    /// Opaque data the application attaches; at most `limits.max_data_bytes`.
+    pub server_data: String,
+    /// The node the leader chose in case the session is still unplaced. Used only if
+    /// it is RUNNING; otherwise the session stays unplaced and the connection is
+    /// created anyway.
+    pub place_on: Option<String>,
+    /// The leader's limits.
+    pub limits: Limits,
+}
+
+/// Every state change the cluster can make.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// Create a session. Returns `Outcome::Session`.
+    CreateSession(NewSession),
+    /// Delete a session and all its connections. Returns `Outcome::SessionDeleted`.
+    DeleteSession {
+        /// The session to delete.
+        session_id: String,
+    },
+    /// Place an unplaced session on a RUNNING node. Returns `Outcome::Placed`.
+    PlaceSession {
+        /// The unplaced session.
+        session_id: String,
+        /// The RUNNING node the leader chose.
+        media_node_id: String,
+    },
+    /// Create a PENDING connection. Returns `Outcome::Connection`.
+    CreateConnection(NewConnection),
+    /// Use a token: its PENDING connection becomes ACTIVE. Returns `Outcome::Connection`.
+    JoinConnection {
+        /// The token the participant presents.
+        token: String,
+        /// The participant's address as the API saw it; at most 64 bytes.
+        ip: String,
+        /// Data the participant attaches; replaces the connection's `client_data` if given.
+        client_data: Option<String>,
+        /// The leader's limits (for `client_data`).
+        limits: Limits,
+    },
+    /// Remove a connection; the last ACTIVE one leaving destroys the session.
+    /// Returns `Outcome::ConnectionDeleted`.
+    DeleteConnection {
+        /// The connection's session.
+        session_id: String,
+        /// The connection.
+        connection_id: String,
+    },
+    /// Add a media node in LAUNCHING, or confirm an identical registration.
+    /// Returns `Outcome::MediaNode`.
+    RegisterMediaNode {
+        /// The node's id.
+        id: String,
+        /// Where the media server listens; non-empty, at most 512 bytes.
+        uri: String,
+        /// The hosting environment's id for the node (e.g. a cloud instance id); may be empty.
+        environment_id: String,
+        /// CPU cores, for license metering; at least 1.
+        cores: u32,
+    },
+    /// Move a node along the status graph. Returns `Outcome::MediaNode`.
+    SetMediaNodeStatus {
+        /// The node.
+        id: String,
+        /// The wanted status.
+        status: MediaNodeStatus,
+    },
+    /// A heartbeat that changes the node's status: LAUNCHING or CRASHED become
+    /// RUNNING; any other status is left as is. Returns `Outcome::MediaNode`.
+    MediaNodeSeen {
+        /// The node that sent the heartbeat.
+        id: String,
+    },
+    /// The leader's liveness check gave up on a RUNNING node: it becomes CRASHED and
+    /// its sessions are displaced. Returns `Outcome::MediaNodeCrashed`.
+    MediaNodeCrashed {
+        /// The silent node.
+        id: String,
+        /// Fresh CSPRNG bytes from which the displaced connections' new tokens derive.
+        token_seed: [u8; 32],
+    },
+    /// Remove a node from the registry. Refused while it hosts sessions unless
+    /// `force`, which displaces them first. Returns `Outcome::MediaNodeDeregistered`.
+    DeregisterMediaNode {
+        /// The node.
+        id: String,
+        /// Displace the node's sessions instead of refusing.
+        force: bool,
+        /// Fresh CSPRNG bytes from which the displaced connections' new tokens derive.
+        token_seed: [u8; 32],
+    },
+    /// The result of one license check. Returns `Outcome::License`.
+    LicenseChecked {
+        /// What the authority (or the offline license file) said.
+        outcome: CheckOutcome,
+        /// The leader's trust policy.
+        policy: TrustPolicy,
+    },
+    /// Core-minutes metered since the last record, per media node. Returns `Outcome::License`.
+    UsageRecorded {
+        /// Media-node id → core-minutes to add.
+        minutes: BTreeMap<String, u64>,
+    },
+}
+
+/// What a successful op returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// A log entry that is not a command (Raft's own blank and membership entries) was
+    /// applied; the domain state did not change.
+    RaftInternal,
+    /// The session just created.
+    Session(Session),
+    /// A session was deleted.
+    SessionDeleted {
+        /// Its id.
+        session_id: String,
+        /// Which incarnation of that id was deleted.
+        incarnation: u64,
+    },
+    /// A session was placed on a media node.
+    Placed {
+        /// The session.
+        session_id: String,
+        /// The node now serving it.
+        media_node_id: String,
+    },
+    /// The connection after it was created or joined.
+    Connection {
+        /// The connection.
+        connection: Connection,
+        /// The node serving its session; `None` while the session waits for placement.
+        media_node_id: Option<String>,
+    },
+    /// A connection was deleted.
+    ConnectionDeleted {
+        /// Its session.
+        session_id: String,
+        /// The connection.
+        connection_id: String,
+        /// Whether it was the last ACTIVE connection, so the session went with it
+        /// (OpenVidu's `lastParticipantLeft`).
+        session_destroyed: bool,
+    },
+    /// The media node after the op.
+    MediaNode(MediaNode),
+    /// A node was declared CRASHED.
+    MediaNodeCrashed {
+        /// The node, now CRASHED.
+        media_node: MediaNode,
+        /// Sessions it hosted, now unplaced and waiting for the leader to re-place them.
+        displaced_sessions: Vec<String>,
+    },
+    /// A node left the registry.
+    MediaNodeDeregistered {
+        /// The node as it was when removed.
+        media_node: MediaNode,
+        /// Sessions it hosted (only with `force`), now unplaced.
+        displaced_sessions: Vec<String>,
+    },
+    /// The license after the op.
+    License(License),
+}
+
+impl std::fmt::Display for Command {
+    /// A one-line summary for logs: the op's name and the request id, never the
+    /// op's data (which may hold tokens).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match &self.op {
+            Op::CreateSession(_) => "CreateSession",
+            Op::DeleteSession { .. } => "DeleteSession",
+            Op::PlaceSession { .. } => "PlaceSession",
+            Op::CreateConnection(_) => "CreateConnection",
+            Op::JoinConnection { .. } => "JoinConnection",
+            Op::DeleteConnection { .. } => "DeleteConnection",
+            Op::RegisterMediaNode { .. } => "RegisterMediaNode",
+            Op::SetMediaNodeStatus { .. } => "SetMediaNodeStatus",
+            Op::MediaNodeSeen { .. } => "MediaNodeSeen",
+            Op::MediaNodeCrashed { .. } => "MediaNodeCrashed",
+            Op::DeregisterMediaNode { .. } => "DeregisterMediaNode",
+            Op::LicenseChecked { .. } => "LicenseChecked",
+            Op::UsageRecorded { .. } => "UsageRecorded",
+        };
+        match &self.request_id {
+            Some(id) => write!(f, "{name}(request_id={id:.40})"),
+            None => f.write_str(name),
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The one binary codec of Chorus's log entries, snapshots and peer messages: postcard.
+
+use std::io;
+
+/// Encodes `value` compactly.
+pub fn encode<T: serde::Serialize + ?Sized>(value: &T) -> io::Result<Vec<u8>> {
+    postcard::to_stdvec(value).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Decodes what [`encode`] produced; any other bytes are `InvalidData`.
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}

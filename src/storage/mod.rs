@@ -1,0 +1,45 @@
+//! Durable storage on sled: the Raft log, the vote, the committed mark and the latest
+//! snapshot, all in one database per master.
+//!
+//! sled alone is not durable enough for Raft (see [`durable`]): every acknowledgement
+//! waits for an explicit flush and fsync, batched across concurrent writers.
+
+pub mod codec;
+pub mod durable;
+mod log_store;
+mod snapshot_store;
+
+use std::io;
+use std::path::Path;
+
+pub use durable::{Flusher, FlusherThread};
+pub use log_store::{LogReader, LogStore};
+pub use snapshot_store::SnapshotStore;
+
+/// Everything a master keeps on disk.
+pub struct Store {
+    /// The Raft log and vote.
+    pub log: LogStore,
+    /// The latest snapshot.
+    pub snapshots: SnapshotStore,
+    /// The flusher thread, which outlives the stores that use it.
+    pub flusher: FlusherThread,
+}
+
+/// Opens (creating if needed) the database in `dir`.
+pub fn open(dir: &Path) -> io::Result<Store> {
+    std::fs::create_dir_all(dir)?;
+    let db = sled::Config::new()
+        .path(dir)
+        .open()
+        .map_err(|e| io::Error::other(format!("cannot open sled in {}: {e}", dir.display())))?;
+    // Make the database's files durable by name before anything is acknowledged.
+    db.flush().map_err(io::Error::other)?;
+    durable::sync_dir_files(dir)?;
+    let (flusher, thread) = Flusher::start(db.clone(), dir)?;
+    Ok(Store {
+        log: LogStore::open(&db, flusher.clone())?,
+        snapshots: SnapshotStore::open(&db, flusher)?,
+        flusher: thread,
+    })
+}

@@ -1,0 +1,280 @@
+//! A cluster of real `chorus serve` processes on loopback, for integration tests.
+//!
+//! Every master is a child process with its own data dir under one temporary directory
+//! and ports the OS handed out. Dropping the cluster SIGKILLs every process still
+//! running, so a failing test leaves nothing behind.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use chorus::api::pb;
+use chorus::api::pb::cluster_service_client::ClusterServiceClient;
+use chorus::auth::BearerToken;
+use tonic::codegen::InterceptedService;
+use tonic::transport::Channel;
+
+pub const API_SECRET: &str = "test-api-secret";
+pub const CLUSTER_SECRET: &str = "test-cluster-secret";
+
+/// How long any awaited condition may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+pub type Authed = InterceptedService<Channel, BearerToken>;
+
+/// A free loopback port. The listener is dropped just before the master binds the port;
+/// the OS does not hand the same port out again that quickly.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// One master process.
+pub struct Master {
+    pub id: u64,
+    pub client_addr: String,
+    pub peer_addr: String,
+    pub data_dir: PathBuf,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Master {
+    /// SIGKILLs the process (no-op if it is not running).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("master is not running");
+        let pid = child.id() as i32;
+        // SAFETY: kill(2) on the pid of a child we have not yet reaped.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        child.wait().unwrap()
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// The master's stderr log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Settings a test may change before starting masters.
+#[derive(Clone)]
+pub struct Options {
+    pub snapshot_logs_since_last: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            snapshot_logs_since_last: 10_000,
+        }
+    }
+}
+
+pub struct Cluster {
+    pub masters: BTreeMap<u64, Master>,
+    pub peers: BTreeMap<u64, String>,
+    pub options: Options,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts `n` masters listed in each other's `--peers`.
+    pub fn start(n: u64, options: Options) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cluster = Cluster {
+            masters: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            options,
+            dir,
+        };
+        for id in 1..=n {
+            cluster.peers.insert(id, format!("127.0.0.1:{}", free_port()));
+        }
+        for id in 1..=n {
+            let peer_addr = cluster.peers[&id].clone();
+            cluster.spawn(id, peer_addr, format!("127.0.0.1:{}", free_port()));
+        }
+        cluster
+    }
+
+    /// Starts a new master that is not in `--peers` (a joiner), returning its peer address.
+    pub fn spawn_joiner(&mut self, id: u64) -> String {
+        let peer_addr = format!("127.0.0.1:{}", free_port());
+        self.spawn(id, peer_addr.clone(), format!("127.0.0.1:{}", free_port()));
+        peer_addr
+    }
+
+    fn spawn(&mut self, id: u64, peer_addr: String, client_addr: String) {
+        let data_dir = self.dir.path().join(format!("master-{id}"));
+        let log = self.dir.path().join(format!("master-{id}.log"));
+        let mut master = Master {
+            id,
+            client_addr,
+            peer_addr,
+            data_dir,
+            child: None,
+            log,
+        };
+        self.launch(&mut master);
+        self.masters.insert(id, master);
+    }
+
+    fn launch(&self, master: &mut Master) {
+        let peers: Vec<String> = self.peers.iter().map(|(id, a)| format!("{id}={a}")).collect();
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&master.log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_chorus"))
+            .arg("serve")
+            .args(["--id", &master.id.to_string()])
+            .args(["--client-addr", &master.client_addr])
+            .args(["--peer-addr", &master.peer_addr])
+            .args(["--peers", &peers.join(",")])
+            .arg("--data-dir")
+            .arg(&master.data_dir)
+            .args([
+                "--snapshot-logs-since-last",
+                &self.options.snapshot_logs_since_last.to_string(),
+            ])
+            .env("CHORUS_API_SECRET", API_SECRET)
+            .env("CHORUS_CLUSTER_SECRET", CLUSTER_SECRET)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        master.child = Some(child);
+    }
+
+    /// Restarts a stopped master from its data dir.
+    pub fn restart(&mut self, id: u64) {
+        let mut master = self.masters.remove(&id).unwrap();
+        assert!(!master.is_running(), "master {id} is still running");
+        self.launch(&mut master);
+        self.masters.insert(id, master);
+    }
+
+    pub fn master(&mut self, id: u64) -> &mut Master {
+        self.masters.get_mut(&id).unwrap()
+    }
+
+    pub fn running(&self) -> Vec<u64> {
+        self.masters.values().filter(|m| m.is_running()).map(|m| m.id).collect()
+    }
+
+    /// All logs, for failure messages.
+    pub fn logs(&self) -> String {
+        self.masters
+            .values()
+            .map(|m| format!("---- master {} ----\n{}", m.id, m.log()))
+            .collect()
+    }
+
+    pub async fn channel(&self, id: u64) -> Channel {
+        let addr = &self.masters[&id].client_addr;
+        Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_timeout(Duration::from_millis(500))
+            .timeout(Duration::from_secs(15))
+            .connect_lazy()
+    }
+
+    pub async fn cluster_client(&self, id: u64) -> ClusterServiceClient<Authed> {
+        ClusterServiceClient::with_interceptor(self.channel(id).await, BearerToken::new(API_SECRET).unwrap())
+    }
+
+    /// The status as master `id` reports it, or None if it does not answer.
+    pub async fn status(&self, id: u64) -> Option<pb::ClusterStatus> {
+        let mut client = self.cluster_client(id).await;
+        let mut request = tonic::Request::new(pb::GetClusterStatusRequest {});
+        request.set_timeout(Duration::from_secs(1));
+        client.get_cluster_status(request).await.ok().map(|r| r.into_inner())
+    }
+
+    /// Polls until `check` holds, failing the test with the logs after [`PATIENCE`].
+    pub async fn eventually<T, F, Fut>(&self, what: &str, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(value) = check().await {
+                return value;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("timed out waiting for {what}\n{}", self.logs());
+            }
+            // Polling a separate process: there is no event to await across the boundary.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until every running master agrees on one leader, and returns it.
+    pub async fn leader(&self) -> u64 {
+        let running = self.running();
+        self.eventually("one leader known to every running master", || {
+            let running = running.clone();
+            async move {
+                let mut leader = None;
+                for id in running {
+                    let status = self.status(id).await?;
+                    if status.leader_id == 0 || leader.is_some_and(|l| l != status.leader_id) {
+                        return None;
+                    }
+                    leader = Some(status.leader_id);
+                }
+                let leader = leader?;
+                // The leader must itself be running and say so.
+                let own = self.status(leader).await?;
+                (own.role == "leader").then_some(leader)
+            }
+        })
+        .await
+    }
+
+    /// Waits until every running master has applied the same index with the same digest.
+    pub async fn converged(&self) -> (u64, String) {
+        let running = self.running();
+        self.eventually("all running masters at the same applied index and digest", || {
+            let running = running.clone();
+            async move {
+                let mut seen: Option<(u64, String)> = None;
+                for id in running {
+                    let s = self.status(id).await?;
+                    let this = (s.last_applied, s.state_digest);
+                    match &seen {
+                        None => seen = Some(this),
+                        Some(prev) if *prev != this => return None,
+                        Some(_) => {}
+                    }
+                }
+                seen
+            }
+        })
+        .await
+    }
+}
