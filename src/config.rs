@@ -358,7 +358,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let cases: Vec<(fn(&mut ServeArgs), &str)> = vec![
+        type Mutation = fn(&mut ServeArgs);
+        let cases: Vec<(Mutation, &str)> = vec![
             (|a| a.id = Some(0), "`id`"),
             (|a| a.client_addr = Some("nope".into()), "`client_addr`"),
             (|a| a.peers = Some("1=a:1,1=b:2".into()), "`peers`"),

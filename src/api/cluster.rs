@@ -98,6 +98,7 @@ impl ClientApi {
             state_digest: digest,
             role: role_name(m.state).into(),
             joint: membership.get_joint_config().len() > 1,
+            purged_index: m.purged.map_or(0, |id| id.index),
         }
     }
 

@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run one master.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run a local group of masters on loopback, with a temporary data dir.
     Dev(dev::DevArgs),
 }
@@ -31,7 +31,7 @@ impl Cli {
     /// Runs the chosen subcommand to completion.
     pub async fn run(self) -> ExitCode {
         let result = match self.command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => serve(*args).await,
             Command::Dev(args) => dev::run(args).await,
         };
         match result {

@@ -111,7 +111,9 @@ fn raft_config(config: &Config) -> Result<Arc<openraft::Config>, StartError> {
         // Keep half a snapshot interval of log so a briefly lagging follower catches up
         // from the log instead of needing a whole snapshot.
         max_in_snapshot_log_to_keep: config.snapshot_logs_since_last / 2,
-        purge_batch_size: 256,
+        // Purge in batches (fewer, larger sled deletes), but never so large that a small
+        // snapshot interval would keep the log from being purged at all.
+        purge_batch_size: (config.snapshot_logs_since_last / 10).clamp(1, 256),
         // The whole snapshot travels in one streamed RPC; give it time.
         install_snapshot_timeout: 60_000,
         ..Default::default()

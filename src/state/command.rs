@@ -197,6 +197,8 @@ pub enum Outcome {
         session_id: String,
         /// Which incarnation of that id was deleted.
         incarnation: u64,
+        /// How many connections went with it.
+        connections_removed: u32,
     },
     /// A session was placed on a media node.
     Placed {

@@ -157,6 +157,18 @@ impl State {
         self.sessions.values()
     }
 
+    /// Sessions in id order, starting after `after` (for paging).
+    pub fn sessions_after(&self, after: Option<&str>) -> impl Iterator<Item = &Session> {
+        use std::ops::Bound;
+        let start = match after {
+            Some(id) => Bound::Excluded(id),
+            None => Bound::Unbounded,
+        };
+        self.sessions
+            .range::<str, _>((start, Bound::Unbounded))
+            .map(|(_, session)| session)
+    }
+
     /// How many sessions exist.
     pub fn session_count(&self) -> usize {
         self.sessions.len()

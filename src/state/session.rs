@@ -191,6 +191,7 @@ impl State {
         }
         let session = self.destroy_session(session_id);
         Ok(Outcome::SessionDeleted {
+            connections_removed: session.connections.len() as u32,
             session_id: session.id,
             incarnation: session.incarnation,
         })
@@ -389,7 +390,8 @@ mod tests {
             outcome,
             Outcome::SessionDeleted {
                 session_id: "room".into(),
-                incarnation
+                incarnation,
+                connections_removed: 2,
             }
         );
         assert!(h.state.session("room").is_none());

@@ -29,7 +29,11 @@ pub type Authed = InterceptedService<Channel, BearerToken>;
 /// A free loopback port. The listener is dropped just before the master binds the port;
 /// the OS does not hand the same port out again that quickly.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// One master process.
@@ -108,7 +112,9 @@ impl Cluster {
             dir,
         };
         for id in 1..=n {
-            cluster.peers.insert(id, format!("127.0.0.1:{}", free_port()));
+            cluster
+                .peers
+                .insert(id, format!("127.0.0.1:{}", free_port()));
         }
         for id in 1..=n {
             let peer_addr = cluster.peers[&id].clone();
@@ -140,7 +146,11 @@ impl Cluster {
     }
 
     fn launch(&self, master: &mut Master) {
-        let peers: Vec<String> = self.peers.iter().map(|(id, a)| format!("{id}={a}")).collect();
+        let peers: Vec<String> = self
+            .peers
+            .iter()
+            .map(|(id, a)| format!("{id}={a}"))
+            .collect();
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -182,7 +192,11 @@ impl Cluster {
     }
 
     pub fn running(&self) -> Vec<u64> {
-        self.masters.values().filter(|m| m.is_running()).map(|m| m.id).collect()
+        self.masters
+            .values()
+            .filter(|m| m.is_running())
+            .map(|m| m.id)
+            .collect()
     }
 
     /// All logs, for failure messages.
@@ -203,7 +217,10 @@ impl Cluster {
     }
 
     pub async fn cluster_client(&self, id: u64) -> ClusterServiceClient<Authed> {
-        ClusterServiceClient::with_interceptor(self.channel(id).await, BearerToken::new(API_SECRET).unwrap())
+        ClusterServiceClient::with_interceptor(
+            self.channel(id).await,
+            BearerToken::new(API_SECRET).unwrap(),
+        )
     }
 
     /// The status as master `id` reports it, or None if it does not answer.
@@ -211,7 +228,11 @@ impl Cluster {
         let mut client = self.cluster_client(id).await;
         let mut request = tonic::Request::new(pb::GetClusterStatusRequest {});
         request.set_timeout(Duration::from_secs(1));
-        client.get_cluster_status(request).await.ok().map(|r| r.into_inner())
+        client
+            .get_cluster_status(request)
+            .await
+            .ok()
+            .map(|r| r.into_inner())
     }
 
     /// Polls until `check` holds, failing the test with the logs after [`PATIENCE`].
@@ -259,22 +280,126 @@ impl Cluster {
     /// Waits until every running master has applied the same index with the same digest.
     pub async fn converged(&self) -> (u64, String) {
         let running = self.running();
-        self.eventually("all running masters at the same applied index and digest", || {
-            let running = running.clone();
-            async move {
-                let mut seen: Option<(u64, String)> = None;
-                for id in running {
-                    let s = self.status(id).await?;
-                    let this = (s.last_applied, s.state_digest);
-                    match &seen {
-                        None => seen = Some(this),
-                        Some(prev) if *prev != this => return None,
-                        Some(_) => {}
+        self.eventually(
+            "all running masters at the same applied index and digest",
+            || {
+                let running = running.clone();
+                async move {
+                    let mut seen: Option<(u64, String)> = None;
+                    for id in running {
+                        let s = self.status(id).await?;
+                        let this = (s.last_applied, s.state_digest);
+                        match &seen {
+                            None => seen = Some(this),
+                            Some(prev) if *prev != this => return None,
+                            Some(_) => {}
+                        }
                     }
+                    seen
                 }
-                seen
+            },
+        )
+        .await
+    }
+}
+
+pub type SessionClient = chorus::api::pb::session_service_client::SessionServiceClient<Authed>;
+
+impl Cluster {
+    pub async fn session_client(&self, id: u64) -> SessionClient {
+        chorus::api::pb::session_service_client::SessionServiceClient::with_interceptor(
+            self.channel(id).await,
+            BearerToken::new(API_SECRET).unwrap(),
+        )
+    }
+
+    /// Creates session `id` through whichever master leads, retrying with the same
+    /// request id across elections until it is acknowledged. Returns the session.
+    pub async fn create_session(&self, id: &str) -> pb::Session {
+        let request = pb::CreateSessionRequest {
+            custom_session_id: id.into(),
+            request_id: format!("create-{id}"),
+            ..Default::default()
+        };
+        self.eventually(&format!("session {id} acknowledged"), || {
+            let request = request.clone();
+            async move {
+                let leader = self.current_leader().await?;
+                let mut client = self.session_client(leader).await;
+                match client.create_session(request).await {
+                    Ok(reply) => Some(reply.into_inner()),
+                    Err(status) if status.code() == tonic::Code::Unavailable => None,
+                    Err(status) if status.code() == tonic::Code::Cancelled => None,
+                    Err(status) => panic!("creating {id}: {status}"),
+                }
             }
         })
         .await
+    }
+
+    /// The leader some running master currently knows of, if any.
+    pub async fn current_leader(&self) -> Option<u64> {
+        for id in self.running() {
+            if let Some(status) = self.status(id).await {
+                if status.leader_id != 0
+                    && self
+                        .masters
+                        .get(&status.leader_id)
+                        .is_some_and(|m| m.is_running())
+                {
+                    return Some(status.leader_id);
+                }
+            }
+        }
+        None
+    }
+
+    /// Reads session `id` from master `from` with the given consistency.
+    pub async fn get_session(
+        &self,
+        from: u64,
+        id: &str,
+        consistency: pb::Consistency,
+    ) -> Result<pb::Session, tonic::Status> {
+        let mut client = self.session_client(from).await;
+        client
+            .get_session(pb::GetSessionRequest {
+                session_id: id.into(),
+                consistency: consistency as i32,
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// Every session id master `from` holds (stale read), all pages.
+    pub async fn session_ids(&self, from: u64) -> Vec<String> {
+        let mut client = self.session_client(from).await;
+        let mut ids = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = client
+                .list_sessions(pb::ListSessionsRequest {
+                    page_size: 50,
+                    page_token,
+                    consistency: pb::Consistency::Stale as i32,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            ids.extend(page.sessions.into_iter().map(|s| s.id));
+            if page.next_page_token.is_empty() {
+                return ids;
+            }
+            page_token = page.next_page_token;
+        }
+    }
+}
+
+impl Master {
+    /// The exit status, if the process has exited (it is then reaped and forgotten).
+    pub fn try_exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().unwrap()?;
+        self.child = None;
+        Some(status)
     }
 }

@@ -1,0 +1,260 @@
+//! A Raft group of real `chorus serve` processes: election, replication, failover,
+//! restart, catch-up by snapshot, membership changes, graceful stop, and refusal of a
+//! wiped voter.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chorus::api::pb;
+use common::{Cluster, Options};
+
+/// Writes `n` sessions named `{prefix}-{i}` through the leader.
+async fn write_sessions(cluster: &Cluster, prefix: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = format!("{prefix}-{i}");
+        cluster.create_session(&id).await;
+        ids.push(id);
+    }
+    ids
+}
+
+async fn assert_all_present(cluster: &Cluster, from: u64, ids: &[String]) {
+    let held: BTreeSet<String> = cluster.session_ids(from).await.into_iter().collect();
+    for id in ids {
+        assert!(
+            held.contains(id),
+            "master {from} lost acknowledged session {id}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_masters_elect_one_leader_and_agree() {
+    let cluster = Cluster::start(3, Options::default());
+    let leader = cluster.leader().await;
+    assert!((1..=3).contains(&leader));
+    let status = cluster.status(leader).await.unwrap();
+    assert_eq!(status.members.iter().filter(|m| m.voter).count(), 3);
+
+    let ids = write_sessions(&cluster, "room", 20).await;
+    let (applied, digest) = cluster.converged().await;
+    assert!(applied >= 20, "applied {applied}");
+    assert_eq!(digest.len(), 64);
+    for id in 1..=3 {
+        assert_all_present(&cluster, id, &ids).await;
+    }
+    // A duplicate custom id is refused and changes nothing.
+    let mut client = cluster.session_client(leader).await;
+    let err = client
+        .create_session(pb::CreateSessionRequest {
+            custom_session_id: "room-0".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::AlreadyExists, "{err}");
+    let (_, after) = cluster.converged().await;
+    assert_eq!(after, digest, "a refused create changed the state");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_masters_elect_one_leader_and_agree() {
+    let cluster = Cluster::start(5, Options::default());
+    let leader = cluster.leader().await;
+    let status = cluster.status(leader).await.unwrap();
+    assert_eq!(status.members.iter().filter(|m| m.voter).count(), 5);
+    let ids = write_sessions(&cluster, "five", 10).await;
+    cluster.converged().await;
+    for id in 1..=5 {
+        assert_all_present(&cluster, id, &ids).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_leader_is_replaced_and_rejoins_without_loss() {
+    let mut cluster = Cluster::start(3, Options::default());
+    let old = cluster.leader().await;
+    let before = write_sessions(&cluster, "before", 30).await;
+
+    let killed_at = Instant::now();
+    cluster.master(old).kill();
+    let new = cluster.leader().await;
+    println!("new leader {new} after {:?}", killed_at.elapsed());
+    assert_ne!(new, old);
+    // Every acknowledged write is on the new leader, read linearizably.
+    for id in &before {
+        cluster
+            .get_session(new, id, pb::Consistency::Linearizable)
+            .await
+            .unwrap_or_else(|e| panic!("{id} lost after failover: {e}"));
+    }
+    let after = write_sessions(&cluster, "after", 10).await;
+
+    cluster.restart(old);
+    cluster.converged().await;
+    let status = cluster.status(old).await.unwrap();
+    assert_eq!(
+        status.members.iter().filter(|m| m.voter).count(),
+        3,
+        "restart must not re-form the group"
+    );
+    assert_all_present(&cluster, old, &before).await;
+    assert_all_present(&cluster, old, &after).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_down_long_catches_up_by_snapshot() {
+    let mut cluster = Cluster::start(
+        3,
+        Options {
+            snapshot_logs_since_last: 20,
+        },
+    );
+    let leader = cluster.leader().await;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    cluster.master(follower).kill();
+    let ids = write_sessions(&cluster, "while-down", 80).await;
+    // The survivors snapshot and purge the log the follower would need.
+    cluster
+        .eventually("the leader snapshotted past the follower's log", || async {
+            let s = cluster.status(leader).await?;
+            (s.snapshot_index >= 40 && s.purged_index >= 20).then_some(())
+        })
+        .await;
+    cluster.restart(follower);
+    cluster.converged().await;
+    assert_all_present(&cluster, follower, &ids).await;
+    let log = cluster.masters[&follower].log();
+    assert!(
+        log.contains("snapshot installed"),
+        "follower did not catch up by snapshot:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_grows_to_five_and_shrinks_back_under_writes() {
+    let mut cluster = Cluster::start(3, Options::default());
+    let leader = cluster.leader().await;
+    let addr4 = cluster.spawn_joiner(4);
+    let addr5 = cluster.spawn_joiner(5);
+
+    // Writes run throughout the membership changes.
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_flag = stop.clone();
+    let writer = {
+        let cluster = &cluster;
+        async move {
+            let mut ids = Vec::new();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) && i < 500 {
+                let id = format!("during-{i}");
+                cluster.create_session(&id).await;
+                ids.push(id);
+                i += 1;
+            }
+            ids
+        }
+    };
+    let changes = async {
+        let mut client = cluster.cluster_client(leader).await;
+        for (id, addr) in [(4, &addr4), (5, &addr5)] {
+            client
+                .add_learner(pb::AddLearnerRequest {
+                    id,
+                    peer_addr: addr.clone(),
+                    blocking: true,
+                })
+                .await
+                .unwrap();
+        }
+        let grown = client
+            .change_membership(pb::ChangeMembershipRequest {
+                voters: vec![1, 2, 3, 4, 5],
+                retain: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let voters: Vec<u64> = grown
+            .members
+            .iter()
+            .filter(|m| m.voter)
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(voters, vec![1, 2, 3, 4, 5]);
+        let shrunk = client
+            .change_membership(pb::ChangeMembershipRequest {
+                voters: vec![1, 2, 3],
+                retain: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let members: Vec<u64> = shrunk.members.iter().map(|m| m.id).collect();
+        assert_eq!(members, vec![1, 2, 3]);
+        stop_flag.store(true, Ordering::Relaxed);
+    };
+    let (ids, ()) = tokio::join!(writer, changes);
+    assert!(!ids.is_empty());
+
+    cluster.master(4).kill();
+    cluster.master(5).kill();
+    cluster.converged().await;
+    for id in 1..=3 {
+        assert_all_present(&cluster, id, &ids).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_leadership_over_and_exits_zero() {
+    let mut cluster = Cluster::start(3, Options::default());
+    let leader = cluster.leader().await;
+    write_sessions(&cluster, "term", 5).await;
+    let started = Instant::now();
+    let status = cluster.master(leader).terminate();
+    assert!(status.success(), "SIGTERM exit status {status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stop took {:?}",
+        started.elapsed()
+    );
+    let log = cluster.masters[&leader].log();
+    assert!(log.contains("handing leadership over"), "{log}");
+    let new = cluster.leader().await;
+    assert_ne!(new, leader);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wiped_voter_is_refused() {
+    let mut cluster = Cluster::start(3, Options::default());
+    let leader = cluster.leader().await;
+    write_sessions(&cluster, "wipe", 3).await;
+    cluster.converged().await;
+    let victim = (1..=3).find(|id| *id != leader).unwrap();
+    cluster.master(victim).kill();
+    std::fs::remove_dir_all(&cluster.masters[&victim].data_dir).unwrap();
+    cluster.restart(victim);
+    let deadline = Instant::now() + common::PATIENCE;
+    let exit = loop {
+        if let Some(exit) = cluster.master(victim).try_exit_status() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the wiped master kept running\n{}",
+            cluster.logs()
+        );
+        // A child process's exit cannot be awaited through std; poll it.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!exit.success());
+    let log = cluster.masters[&victim].log();
+    assert!(log.contains("Raft state was lost"), "{log}");
+    // The group goes on.
+    cluster.create_session("after-wipe").await;
+}
