@@ -84,8 +84,7 @@ pub async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
     );
 
     super::shutdown_signal().await;
-    for master in masters {
-        master.shutdown().await;
-    }
+    // The whole group stops: no leadership handover, every master at once.
+    futures::future::join_all(masters.into_iter().map(|m| m.stop(false))).await;
     Ok(())
 }

@@ -274,7 +274,15 @@ impl Master {
     /// Stops gracefully: hands leadership over if this master leads, stops serving,
     /// shuts Raft down and lets the store flush.
     pub async fn shutdown(self) {
-        self.hand_over_leadership().await;
+        self.stop(true).await
+    }
+
+    /// Stops; `hand_over` asks a leader to pass leadership on first, which is pointless
+    /// when the whole group is stopping (as `chorus dev` does on Ctrl-C).
+    pub async fn stop(self, hand_over: bool) {
+        if hand_over {
+            self.hand_over_leadership().await;
+        }
         self.stop.cancel();
         self.tasks.close();
         self.tasks.wait().await;
