@@ -38,11 +38,18 @@ async fn main() {
             if let Some(new) = found {
                 break new;
             }
-            assert!(killed.elapsed() < common::PATIENCE, "no new leader\n{}", cluster.logs());
+            assert!(
+                killed.elapsed() < common::PATIENCE,
+                "no new leader\n{}",
+                cluster.logs()
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         };
         let elapsed = killed.elapsed();
-        println!("round {round}: leader {old} killed, {new} leads after {:.0} ms", ms(elapsed));
+        println!(
+            "round {round}: leader {old} killed, {new} leads after {:.0} ms",
+            ms(elapsed)
+        );
         times.push(elapsed);
         cluster.restart(old);
     }

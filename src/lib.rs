@@ -9,6 +9,7 @@
 //! - [`raft`]: openraft's types and the adapter from its state machine to [`state`];
 //! - [`network`]: Raft RPCs between masters over tonic (the peer port);
 //! - [`api`]: the public gRPC API (the client port);
+//! - [`leader`]: tasks that run only on the leader and act by proposing commands;
 //! - [`master`]: one master, its start-up and graceful shutdown;
 //! - [`cli`]: the `chorus` subcommands.
 
@@ -17,6 +18,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod leader;
 pub mod master;
 pub mod network;
 pub mod raft;

@@ -258,3 +258,74 @@ async fn wiped_voter_is_refused() {
     // The group goes on.
     cluster.create_session("after-wipe").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_follower_coming_back_does_not_depose_the_leader() {
+    let mut cluster = Cluster::start(3, Options::default());
+    let leader = cluster.leader().await;
+    let term = cluster.status(leader).await.unwrap().term;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+
+    // Paused for several election timeouts: on waking, its election timer has expired.
+    cluster.master(follower).signal(libc::SIGSTOP);
+    let ids = write_sessions(&cluster, "paused", 10).await;
+    // The pause itself is the fault being injected: its length is the test's input (well
+    // past the 600 ms maximum election timeout), not a wait for some condition.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cluster.master(follower).signal(libc::SIGCONT);
+
+    // Once it has caught up, the leader and its term are what they were: pre-vote kept
+    // the woken follower from starting a disruptive election.
+    cluster.converged().await;
+    assert_all_present(&cluster, follower, &ids).await;
+    let after = cluster.status(follower).await.unwrap();
+    assert_eq!(
+        after.leader_id, leader,
+        "the woken follower deposed the leader"
+    );
+    assert_eq!(after.term, term, "the term moved: an election took place");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_ports_refuse_a_wrong_secret() {
+    use chorus::auth::BearerToken;
+    use chorus::network::pb::ProbeRequest;
+    use chorus::network::pb::peer_client::PeerClient;
+
+    let cluster = Cluster::start(3, Options::default());
+    cluster.leader().await;
+    let channel = cluster.channel(1).await;
+    let mut client = pb::cluster_service_client::ClusterServiceClient::with_interceptor(
+        channel.clone(),
+        BearerToken::new("not-the-api-secret").unwrap(),
+    );
+    let err = client
+        .get_cluster_status(pb::GetClusterStatusRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    let err = pb::cluster_service_client::ClusterServiceClient::new(channel)
+        .get_cluster_status(pb::GetClusterStatusRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+
+    let peer = tonic::transport::Channel::from_shared(format!("http://{}", cluster.peers[&1]))
+        .unwrap()
+        .connect_lazy();
+    for secret in [common::API_SECRET, "wrong-cluster-secret"] {
+        let mut client =
+            PeerClient::with_interceptor(peer.clone(), BearerToken::new(secret).unwrap());
+        let err = client.probe(ProbeRequest {}).await.unwrap_err();
+        assert_eq!(
+            err.code(),
+            tonic::Code::Unauthenticated,
+            "peer port accepted {secret}"
+        );
+    }
+    let mut client =
+        PeerClient::with_interceptor(peer, BearerToken::new(common::CLUSTER_SECRET).unwrap());
+    let probe = client.probe(ProbeRequest {}).await.unwrap().into_inner();
+    assert!(probe.initialized);
+    assert_eq!(probe.voters, vec![1, 2, 3]);
+}

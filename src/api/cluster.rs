@@ -15,7 +15,7 @@ use super::pb::{
     TransferLeadershipRequest, TriggerSnapshotRequest, TriggerSnapshotResponse,
 };
 use crate::error::Error;
-use crate::raft::{TypeConfig, read};
+use crate::raft::{TypeConfig, not_leader, read};
 
 /// How long TransferLeadership and TriggerSnapshot wait for their effect.
 const OPERATION_DEADLINE: Duration = Duration::from_secs(10);
@@ -32,12 +32,9 @@ fn role_name(state: ServerState) -> &'static str {
 
 /// Maps a membership-change failure: a follower cannot change membership, and a change
 /// already in progress or a missing learner are the caller's to fix.
-fn membership_error(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> Error {
+fn membership_error(me: u64, e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> Error {
     match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => Error::Unavailable(format!(
-            "this master is not the leader (leader: {})",
-            f.leader_id.map_or("unknown".into(), |id| id.to_string())
-        )),
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => not_leader(me, f.leader_id),
         RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
             Error::FailedPrecondition(e.to_string())
         }
@@ -136,7 +133,7 @@ impl ClusterService for ClientApi {
         self.raft
             .add_learner(req.id, BasicNode::new(&req.peer_addr), req.blocking)
             .await
-            .map_err(membership_error)?;
+            .map_err(|e| membership_error(self.id, e))?;
         Ok(Response::new(self.current_status()))
     }
 
@@ -156,7 +153,7 @@ impl ClusterService for ClientApi {
         self.raft
             .change_membership(voters, req.retain)
             .await
-            .map_err(membership_error)?;
+            .map_err(|e| membership_error(self.id, e))?;
         Ok(Response::new(self.current_status()))
     }
 

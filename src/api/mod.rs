@@ -7,17 +7,14 @@ mod cluster;
 mod convert;
 mod session;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use openraft::ReadPolicy;
-use openraft::errors::{ClientWriteError, RaftError};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::Router;
 
 use crate::auth::BearerCheck;
 use crate::error::Error;
 use crate::raft::{NodeId, Raft, SharedApplied};
-use crate::state::{Command, Limits, Op, Outcome};
+use crate::state::{Limits, Op, Outcome};
 
 /// Generated protobuf types of the public API.
 pub mod pb {
@@ -65,28 +62,9 @@ impl ClientApi {
             .add_service(InterceptedService::new(session, check))
     }
 
-    /// Stamps `op` with the leader's clock and the request id, proposes it, and returns
-    /// what applying it produced.
+    /// Proposes `op` (see [`crate::raft::propose`]); an empty request id means none.
     async fn propose(&self, request_id: String, op: Op) -> Result<Outcome, Error> {
-        let command = Command {
-            request_id: optional(request_id),
-            at: now_millis(),
-            op,
-        };
-        match self.raft.client_write(command).await {
-            Ok(response) => response.data.map_err(Error::Domain),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(Error::Unavailable(format!(
-                    "master {} is not the leader (leader: {})",
-                    self.id,
-                    f.leader_id.map_or("unknown".into(), |id| id.to_string())
-                )))
-            }
-            Err(RaftError::APIError(other)) => Err(Error::Unavailable(other.to_string())),
-            Err(RaftError::Fatal(fatal)) => {
-                Err(Error::Unavailable(format!("raft stopped: {fatal}")))
-            }
-        }
+        crate::raft::propose(&self.raft, optional(request_id), op).await
     }
 
     /// Waits until a read of the local state is as fresh as `consistency` asks.
@@ -124,11 +102,4 @@ where
     } else {
         value.parse().map_err(Error::Domain)
     }
-}
-
-/// The leader's wall clock, in milliseconds since the UNIX epoch.
-fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -5,6 +5,7 @@
 //! through the same graceful path as `chorus serve`, then removes the directory.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::time::Duration;
 
 use rand::distr::{Alphanumeric, SampleString};
@@ -27,6 +28,7 @@ pub async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
     if args.nodes == 0 || args.nodes > 9 {
         return Err("--nodes must be between 1 and 9".into());
     }
+    let stopped = super::shutdown_signal();
     let dir = tempfile::Builder::new().prefix("chorus-dev-").tempdir()?;
     let api_secret = Alphanumeric.sample_string(&mut rand::rng(), 32);
     let cluster_secret = Alphanumeric.sample_string(&mut rand::rng(), 32);
@@ -68,22 +70,27 @@ pub async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
     // The masters find each other while starting, so they must start together.
     let masters = futures::future::try_join_all(starting).await?;
 
-    let leader = tokio::time::timeout(FORMATION_DEADLINE, masters[0].wait_for_leader()).await;
-    match leader {
-        Ok(leader) => tracing::info!(leader, "dev cluster formed"),
+    // Print the endpoints only once every master knows the leader, so the first command
+    // pasted into another terminal works whichever endpoint it reaches.
+    let formed = futures::future::join_all(masters.iter().map(|m| m.wait_for_leader()));
+    match tokio::time::timeout(FORMATION_DEADLINE, formed).await {
+        Ok(leaders) => tracing::info!(leader = leaders[0], "dev cluster formed"),
         Err(_) => return Err("no leader elected within 30s".into()),
     }
-    println!(
+    // Written, not println!'d: a reader that went away (`chorus dev | head -1`) must not
+    // take the cluster down with a broken-pipe panic.
+    let export = format!(
         "export CHORUS_ENDPOINTS={} CHORUS_API_SECRET={api_secret}",
         endpoints.join(",")
     );
-    println!(
-        "# {} masters running in {}; Ctrl-C stops them",
-        masters.len(),
-        dir.path().display()
+    let _ = writeln!(std::io::stdout(), "{export}");
+    tracing::info!(
+        masters = masters.len(),
+        dir = %dir.path().display(),
+        "dev cluster running; Ctrl-C stops it"
     );
 
-    super::shutdown_signal().await;
+    stopped.await;
     // The whole group stops: no leadership handover, every master at once.
     futures::future::join_all(masters.into_iter().map(|m| m.stop(false))).await;
     Ok(())

@@ -3,12 +3,15 @@
 //! Only a master whose data dir is pristine (no vote, no log) runs this. It asks every
 //! other listed master what it knows ([`probe`]) and decides:
 //!
-//! - some peer knows a formed group in which this master is a **voter**: refuse to start.
+//! - some peer knows a formed group in which this master is a voter **recorded as having
+//!   stored log entries** (see [`crate::leader::record_joined_masters`]): refuse to start.
 //!   This master's data was wiped; it may have voted in a term it no longer remembers,
 //!   and voting again could elect two leaders in one term. The operator restores the
 //!   data dir, or removes the master from the membership and adds it back as a learner.
-//! - some peer knows a formed group without this master as a voter: start Raft and wait
-//!   to be added (a joiner, or a learner whose data was lost, which is harmless);
+//! - some peer knows a formed group in which this master is not such a voter: start Raft
+//!   and let the leader bring it up to date (a voter of a group formed while it was still
+//!   starting, a joiner waiting to be added, or a learner whose data was lost, which is
+//!   harmless since learners do not vote);
 //! - every listed peer answered and none knows a group: the master with the lowest id
 //!   initializes the group with all listed voters; the others start Raft and wait.
 //!
@@ -80,14 +83,14 @@ pub async fn decide(
                 continue;
             };
             if reply.initialized {
-                if reply.voters.contains(&me) {
+                if reply.voters.contains(&me) && reply.joined.contains(&me) {
                     return Err(FormationError::WipedVoter {
                         me,
                         peer: *peer,
                         voters: reply.voters,
                     });
                 }
-                tracing::info!(peer, "a formed group exists; waiting to be added to it");
+                tracing::info!(peer, "a formed group exists; joining it");
                 return Ok(Formation::Wait);
             }
             answered.insert(*peer);

@@ -45,6 +45,11 @@ use crate::storage::FlusherThread;
 pub enum StartError {
     #[error("storage: {0}")]
     Storage(#[from] std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Formation(#[from] FormationError),
     #[error("raft: {0}")]
@@ -59,10 +64,15 @@ pub struct Listeners {
 
 impl Listeners {
     /// Binds the configured addresses.
-    pub async fn bind(config: &Config) -> std::io::Result<Self> {
+    pub async fn bind(config: &Config) -> Result<Self, StartError> {
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })
+        };
         Ok(Listeners {
-            client: TcpListener::bind(config.client_addr).await?,
-            peer: TcpListener::bind(config.peer_addr).await?,
+            client: bind(config.client_addr).await?,
+            peer: bind(config.peer_addr).await?,
         })
     }
 
@@ -188,7 +198,7 @@ impl Master {
         let raft = Raft::new(id, raft_config(&config)?, network, store.log, state_machine)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        peer_server.set_raft(raft.clone());
+        peer_server.set_raft(raft.clone(), applied.clone());
 
         if formation == Some(Formation::Initialize) {
             let members: BTreeMap<u64, BasicNode> = config
@@ -203,6 +213,10 @@ impl Master {
         }
 
         tasks.spawn(log_changes(raft.clone(), stop.clone()).instrument(span.clone()));
+        tasks.spawn(
+            crate::leader::record_joined_masters(raft.clone(), applied.clone(), stop.clone())
+                .instrument(span.clone()),
+        );
 
         let api = ClientApi::new(
             id,
@@ -257,12 +271,22 @@ impl Master {
         &self.applied
     }
 
-    /// Waits until this master knows a leader, and returns its id.
+    /// Waits until this master knows a leader and the group's membership, and returns
+    /// the leader's id.
     pub async fn wait_for_leader(&self) -> NodeId {
         let mut metrics = self.raft.metrics();
         loop {
-            if let Some(leader) = metrics.borrow_watched().current_leader {
-                return leader;
+            {
+                let m = metrics.borrow_watched();
+                let has_voters = m
+                    .membership_config
+                    .membership()
+                    .voter_ids()
+                    .next()
+                    .is_some();
+                if let (Some(leader), true) = (m.current_leader, has_voters) {
+                    return leader;
+                }
             }
             if metrics.changed().await.is_err() {
                 // Raft stopped; no leader will come.

@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::pb::peer_server::Peer;
 use super::pb::{self, snapshot_chunk};
-use crate::raft::{Raft, Snapshot, SnapshotMeta, TypeConfig, Vote};
+use crate::raft::{Raft, SharedApplied, Snapshot, SnapshotMeta, TypeConfig, Vote};
 use crate::storage::codec;
 
 type C = TypeConfig;
@@ -19,7 +19,7 @@ type C = TypeConfig;
 /// must not vote or accept entries before that check passed.
 #[derive(Clone)]
 pub struct PeerServer {
-    raft: Arc<OnceLock<Raft>>,
+    raft: Arc<OnceLock<(Raft, SharedApplied)>>,
     max_snapshot_bytes: usize,
     /// This master's store was empty at start: until Raft runs, it truthfully knows no
     /// group. A master with data answers probes only once Raft runs and knows its
@@ -38,8 +38,8 @@ impl PeerServer {
     }
 
     /// Starts serving Raft RPCs with `raft`.
-    pub fn set_raft(&self, raft: Raft) {
-        if self.raft.set(raft).is_err() {
+    pub fn set_raft(&self, raft: Raft, applied: SharedApplied) {
+        if self.raft.set((raft, applied)).is_err() {
             tracing::warn!("the peer server already had a Raft handle");
         }
     }
@@ -47,6 +47,7 @@ impl PeerServer {
     fn raft(&self) -> Result<&Raft, Status> {
         self.raft
             .get()
+            .map(|(raft, _)| raft)
             .ok_or_else(|| Status::unavailable("this master has not started Raft yet"))
     }
 }
@@ -165,7 +166,7 @@ impl Peer for PeerServer {
         &self,
         _request: Request<pb::ProbeRequest>,
     ) -> Result<Response<pb::ProbeReply>, Status> {
-        let Some(raft) = self.raft.get() else {
+        let Some((raft, applied)) = self.raft.get() else {
             if self.pristine {
                 return Ok(Response::new(pb::ProbeReply::default()));
             }
@@ -175,10 +176,20 @@ impl Peer for PeerServer {
         let membership = metrics.membership_config.membership();
         let voters: Vec<u64> = membership.voter_ids().collect();
         let learners: Vec<u64> = membership.learner_ids().collect();
+        let joined = {
+            let applied = crate::raft::read(applied);
+            voters
+                .iter()
+                .chain(&learners)
+                .copied()
+                .filter(|id| applied.state.has_joined(*id))
+                .collect()
+        };
         Ok(Response::new(pb::ProbeReply {
             initialized: !voters.is_empty(),
             voters,
             learners,
+            joined,
         }))
     }
 }

@@ -1,7 +1,9 @@
 //! Raft on openraft: the type configuration and the state-machine adapter.
 
+mod proposal;
 mod state_machine;
 mod types;
 
+pub use proposal::{not_leader, now_millis, propose};
 pub use state_machine::{Applied, SharedApplied, Snapshot, StateMachineStore, read};
 pub use types::{Entry, LogId, NodeId, Raft, SnapshotMeta, StoredMembership, TypeConfig, Vote};

@@ -91,6 +91,13 @@ pub struct NewConnection {
 /// Every state change the cluster can make.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
+    /// The leader saw master `id` durably store log entries. Returns
+    /// `Outcome::MasterJoined`. Lets a master starting with an empty data dir tell
+    /// "never joined" (safe to start) from "wiped" (must not vote again).
+    MasterJoined {
+        /// The master's Raft node id.
+        id: u64,
+    },
     /// Create a session. Returns `Outcome::Session`.
     CreateSession(NewSession),
     /// Delete a session and all its connections. Returns `Outcome::SessionDeleted`.
@@ -189,6 +196,11 @@ pub enum Outcome {
     /// A log entry that is not a command (Raft's own blank and membership entries) was
     /// applied; the domain state did not change.
     RaftInternal,
+    /// Master `id` is recorded as holding log entries.
+    MasterJoined {
+        /// The master's Raft node id.
+        id: u64,
+    },
     /// The session just created.
     Session(Session),
     /// A session was deleted.
@@ -262,6 +274,7 @@ impl std::fmt::Display for Command {
             Op::DeregisterMediaNode { .. } => "DeregisterMediaNode",
             Op::LicenseChecked { .. } => "LicenseChecked",
             Op::UsageRecorded { .. } => "UsageRecorded",
+            Op::MasterJoined { .. } => "MasterJoined",
         };
         match &self.request_id {
             Some(id) => write!(f, "{name}(request_id={id:.40})"),

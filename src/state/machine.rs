@@ -1,6 +1,6 @@
 //! The replicated state and the one function that changes it, `State::apply`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -35,6 +35,9 @@ pub struct State {
     pub(super) license: License,
     /// Recent request ids and their first responses.
     pub(super) requests: RequestLog,
+    /// Masters known to have durably stored part of the log: such a master restarting
+    /// with an empty data dir has lost state and must not vote again.
+    pub(super) joined_masters: BTreeSet<u64>,
 }
 
 /// The log position and log time at which an op applies.
@@ -122,7 +125,25 @@ impl State {
             } => self.deregister_media_node(id, *force, token_seed),
             Op::LicenseChecked { outcome, policy } => self.license_checked(tick, outcome, *policy),
             Op::UsageRecorded { minutes } => self.usage_recorded(minutes),
+            Op::MasterJoined { id } => self.master_joined(*id),
         }
+    }
+
+    /// `Op::MasterJoined`: records (idempotently) that master `id` holds log entries.
+    fn master_joined(&mut self, id: u64) -> Response {
+        if id == 0 {
+            return Err(super::Error::invalid_argument(
+                "id",
+                "master ids are non-zero",
+            ));
+        }
+        self.joined_masters.insert(id);
+        Ok(super::Outcome::MasterJoined { id })
+    }
+
+    /// Whether master `id` is known to have durably stored part of the log.
+    pub fn has_joined(&self, id: u64) -> bool {
+        self.joined_masters.contains(&id)
     }
 
     /// SHA-256 of the postcard encoding of the whole state. Two masters that applied
@@ -305,6 +326,29 @@ mod tests {
 
     use super::super::testing::*;
     use super::super::*;
+
+    #[test]
+    fn masters_are_recorded_idempotently_and_id_zero_is_refused() {
+        let mut h = Harness::new();
+        assert!(!h.state.has_joined(2));
+        assert_eq!(
+            h.ok(Op::MasterJoined { id: 2 }),
+            Outcome::MasterJoined { id: 2 }
+        );
+        h.ok(Op::MasterJoined { id: 2 });
+        assert_eq!(
+            h.state.joined_masters.len(),
+            1,
+            "recording twice records once"
+        );
+        assert!(h.state.has_joined(2));
+        assert!(!h.state.has_joined(3));
+        let err = h.err(Op::MasterJoined { id: 0 });
+        assert!(
+            matches!(err, Error::InvalidArgument { ref field, .. } if field == "id"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn the_clock_never_runs_backwards() {

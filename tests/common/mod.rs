@@ -26,14 +26,28 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 
 pub type Authed = InterceptedService<Channel, BearerToken>;
 
-/// A free loopback port. The listener is dropped just before the master binds the port;
-/// the OS does not hand the same port out again that quickly.
+/// A free loopback port for a master to bind.
+///
+/// Ports come from below Linux's ephemeral range (32768–60999), so the many outgoing
+/// connections of concurrently running tests cannot take one between this check and the
+/// master's bind; a process-wide counter keeps concurrent tests from picking the same one.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id() * 7919 % SPAN,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    loop {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// One master process.
@@ -63,10 +77,8 @@ impl Master {
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.signal(libc::SIGTERM);
         let mut child = self.child.take().expect("master is not running");
-        let pid = child.id() as i32;
-        // SAFETY: kill(2) on the pid of a child we have not yet reaped.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
         child.wait().unwrap()
     }
 
@@ -226,13 +238,13 @@ impl Cluster {
     /// The status as master `id` reports it, or None if it does not answer.
     pub async fn status(&self, id: u64) -> Option<pb::ClusterStatus> {
         let mut client = self.cluster_client(id).await;
-        let mut request = tonic::Request::new(pb::GetClusterStatusRequest {});
-        request.set_timeout(Duration::from_secs(1));
-        client
-            .get_cluster_status(request)
-            .await
-            .ok()
-            .map(|r| r.into_inner())
+        // A paused (SIGSTOP) master accepts the TCP connection but never answers, and
+        // tonic does not enforce grpc-timeout on the client side: bound the call here.
+        let call = client.get_cluster_status(pb::GetClusterStatusRequest {});
+        match tokio::time::timeout(Duration::from_secs(1), call).await {
+            Ok(Ok(reply)) => Some(reply.into_inner()),
+            _ => None,
+        }
     }
 
     /// Polls until `check` holds, failing the test with the logs after [`PATIENCE`].
@@ -401,5 +413,15 @@ impl Master {
         let status = self.child.as_mut()?.try_wait().unwrap()?;
         self.child = None;
         Some(status)
+    }
+}
+
+impl Master {
+    /// Sends `signal` (e.g. `libc::SIGSTOP`) to the running process.
+    pub fn signal(&self, signal: i32) {
+        let pid = self.child.as_ref().expect("master is not running").id() as i32;
+        // SAFETY: kill(2) on the pid of a child we have not yet reaped.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
     }
 }

@@ -1,0 +1,60 @@
+//! Leader-only tasks: they run while this master leads and act only by proposing
+//! commands, so what they decide is replicated like any client write.
+//!
+//! Today there is one, [`record_joined_masters`]; media-node liveness, session
+//! re-placement and license checks join it as they arrive.
+
+use std::collections::BTreeSet;
+
+use openraft::ServerState;
+use openraft::async_runtime::WatchReceiver;
+use tokio_util::sync::CancellationToken;
+
+use crate::raft::{Raft, SharedApplied, propose, read};
+use crate::state::Op;
+
+/// Records in the replicated state every master that has durably stored log entries
+/// (the leader itself, and each follower or learner once it acknowledged an append).
+///
+/// A master that later starts with an empty data dir asks its peers whether it was
+/// recorded: if so its Raft state was lost and it is refused, because voting again with
+/// a forgotten vote could elect two leaders in one term. A master never recorded is new
+/// and may start empty. Until a master is recorded (one replication round after it first
+/// stores entries) a wipe goes unnoticed; that window is the price of not asking
+/// operators to declare each start "new" or "existing" as etcd does.
+pub async fn record_joined_masters(raft: Raft, applied: SharedApplied, stop: CancellationToken) {
+    let mut metrics = raft.metrics();
+    loop {
+        let to_record: BTreeSet<u64> = {
+            let m = metrics.borrow_watched();
+            if m.state != ServerState::Leader {
+                BTreeSet::new()
+            } else {
+                let state = read(&applied);
+                let replicated = m
+                    .replication
+                    .iter()
+                    .flatten()
+                    .filter(|(_, matched)| matched.is_some())
+                    .map(|(id, _)| *id);
+                std::iter::once(m.id)
+                    .chain(replicated)
+                    .filter(|id| !state.state.has_joined(*id))
+                    .collect()
+            }
+        };
+        for id in to_record {
+            match propose(&raft, None, Op::MasterJoined { id }).await {
+                Ok(_) => tracing::info!(master = id, "recorded master as holding the log"),
+                Err(e) => {
+                    tracing::debug!(master = id, "could not record master: {e}");
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = metrics.changed() => if changed.is_err() { return },
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! Proposing a command: the leader stamps its clock on an op and waits for the result of
+//! applying it. Used by the API handlers and the leader-only tasks alike.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use openraft::errors::{ClientWriteError, RaftError};
+
+use super::{NodeId, Raft};
+use crate::error::Error;
+use crate::state::{Command, Op, Outcome};
+
+/// Proposes `op` under `request_id` and returns what applying it produced. A master
+/// that is not the leader answers UNAVAILABLE naming the leader it knows.
+pub async fn propose(raft: &Raft, request_id: Option<String>, op: Op) -> Result<Outcome, Error> {
+    let command = Command {
+        request_id,
+        at: now_millis(),
+        op,
+    };
+    match raft.client_write(command).await {
+        Ok(response) => response.data.map_err(Error::Domain),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+            Err(not_leader(*raft.node_id(), f.leader_id))
+        }
+        Err(RaftError::APIError(other)) => Err(Error::Unavailable(other.to_string())),
+        Err(RaftError::Fatal(fatal)) => Err(Error::Unavailable(format!("raft stopped: {fatal}"))),
+    }
+}
+
+/// The error of a master asked to do what only the leader does.
+pub fn not_leader(me: NodeId, leader: Option<NodeId>) -> Error {
+    Error::Unavailable(format!(
+        "master {me} is not the leader (leader: {})",
+        leader.map_or("unknown".into(), |id| id.to_string())
+    ))
+}
+
+/// The leader's wall clock, in milliseconds since the UNIX epoch.
+pub fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
