@@ -47,6 +47,38 @@ async fn main() {
             ms(pct(50)) / batch_size as f64
         );
     }
+    sync_cost(dir.path());
+}
+
+/// What the explicit fsync adds to sled's own flush, for a one-entry write: the price of
+/// real durability (sled's flush stops at `sync_file_range`).
+fn sync_cost(dir: &std::path::Path) {
+    let raw = dir.join("raw");
+    let db = sled::open(&raw).expect("open raw sled");
+    let file = std::fs::File::open(raw.join("db")).expect("open db file");
+    let value = vec![7u8; 64];
+    let mut flush_only = Vec::with_capacity(ROUNDS);
+    let mut with_fsync = Vec::with_capacity(ROUNDS);
+    for i in 0..ROUNDS as u64 {
+        let started = Instant::now();
+        db.insert(i.to_be_bytes(), value.as_slice())
+            .expect("insert");
+        db.flush().expect("flush");
+        flush_only.push(started.elapsed());
+        let started = Instant::now();
+        db.insert((i + 1_000_000).to_be_bytes(), value.as_slice())
+            .expect("insert");
+        db.flush().expect("flush");
+        file.sync_all().expect("fsync");
+        with_fsync.push(started.elapsed());
+    }
+    flush_only.sort();
+    with_fsync.sort();
+    println!(
+        "one write: sled flush only median {:.3} ms, flush + fsync median {:.3} ms",
+        ms(flush_only[ROUNDS / 2]),
+        ms(with_fsync[ROUNDS / 2])
+    );
 }
 
 fn ms(d: Duration) -> f64 {
