@@ -65,10 +65,20 @@ async fn crash_writer_child() {
     }
 }
 
+/// The writer never stops by itself: whatever happens to the test, it is killed.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test]
 async fn acknowledged_entries_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
             "crash_writer_child",
@@ -80,7 +90,8 @@ async fn acknowledged_entries_survive_sigkill() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut child = KillOnDrop(child);
+    let stdout = BufReader::new(child.0.stdout.take().unwrap());
     let mut acked = 0u64;
     // Kill at an arbitrary point well into the run: after 200 acknowledged batches.
     for line in stdout.lines() {
@@ -92,8 +103,8 @@ async fn acknowledged_entries_survive_sigkill() {
             }
         }
     }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    child.0.kill().unwrap(); // SIGKILL
+    child.0.wait().unwrap();
     assert!(acked >= 1600, "the writer stopped early at {acked}");
 
     let mut store = storage::open(dir.path()).unwrap();
