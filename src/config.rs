@@ -273,8 +273,12 @@ impl Config {
         if self.snapshot_logs_since_last == 0 {
             return Err(invalid("snapshot_logs_since_last", "must be positive"));
         }
-        if self.max_message_bytes < 64 * 1024 {
-            return Err(invalid("max_message_bytes", "must be at least 65536"));
+        // A snapshot chunk (1 MiB) and a full append batch must fit in one message.
+        if self.max_message_bytes < 4 * 1024 * 1024 {
+            return Err(invalid(
+                "max_message_bytes",
+                "must be at least 4194304 (4 MiB)",
+            ));
         }
         if self.limits.max_sessions == 0 || self.limits.max_connections_per_session == 0 {
             return Err(invalid(

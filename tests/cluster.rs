@@ -33,6 +33,25 @@ async fn assert_all_present(cluster: &Cluster, from: u64, ids: &[String]) {
     }
 }
 
+/// Runs a ClusterService call on whichever master leads, again on the new leader if an
+/// election intervenes (UNAVAILABLE), and returns its answer.
+async fn on_leader<F, Fut>(cluster: &Cluster, what: &str, call: F) -> pb::ClusterStatus
+where
+    F: Fn(pb::cluster_service_client::ClusterServiceClient<common::Authed>) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<pb::ClusterStatus>, tonic::Status>>,
+{
+    cluster
+        .eventually(what, || async {
+            let leader = cluster.current_leader().await?;
+            match call(cluster.cluster_client(leader).await).await {
+                Ok(reply) => Some(reply.into_inner()),
+                Err(status) if status.code() == tonic::Code::Unavailable => None,
+                Err(status) => panic!("{what}: {status}"),
+            }
+        })
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_masters_elect_one_leader_and_agree() {
     let cluster = Cluster::start(3, Options::default());
@@ -139,7 +158,7 @@ async fn master_down_long_catches_up_by_snapshot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn membership_grows_to_five_and_shrinks_back_under_writes() {
     let mut cluster = Cluster::start(3, Options::default());
-    let leader = cluster.leader().await;
+    cluster.leader().await;
     let addr4 = cluster.spawn_joiner(4);
     let addr5 = cluster.spawn_joiner(5);
 
@@ -161,25 +180,25 @@ async fn membership_grows_to_five_and_shrinks_back_under_writes() {
         }
     };
     let changes = async {
-        let mut client = cluster.cluster_client(leader).await;
         for (id, addr) in [(4, &addr4), (5, &addr5)] {
-            client
-                .add_learner(pb::AddLearnerRequest {
+            on_leader(&cluster, "add learner", |mut c| {
+                let req = pb::AddLearnerRequest {
                     id,
                     peer_addr: addr.clone(),
                     blocking: true,
-                })
-                .await
-                .unwrap();
+                };
+                async move { c.add_learner(req).await }
+            })
+            .await;
         }
-        let grown = client
-            .change_membership(pb::ChangeMembershipRequest {
+        let grown = on_leader(&cluster, "grow to five", |mut c| async move {
+            c.change_membership(pb::ChangeMembershipRequest {
                 voters: vec![1, 2, 3, 4, 5],
                 retain: false,
             })
             .await
-            .unwrap()
-            .into_inner();
+        })
+        .await;
         let voters: Vec<u64> = grown
             .members
             .iter()
@@ -187,14 +206,14 @@ async fn membership_grows_to_five_and_shrinks_back_under_writes() {
             .map(|m| m.id)
             .collect();
         assert_eq!(voters, vec![1, 2, 3, 4, 5]);
-        let shrunk = client
-            .change_membership(pb::ChangeMembershipRequest {
+        let shrunk = on_leader(&cluster, "shrink to three", |mut c| async move {
+            c.change_membership(pb::ChangeMembershipRequest {
                 voters: vec![1, 2, 3],
                 retain: false,
             })
             .await
-            .unwrap()
-            .into_inner();
+        })
+        .await;
         let members: Vec<u64> = shrunk.members.iter().map(|m| m.id).collect();
         assert_eq!(members, vec![1, 2, 3]);
         stop_flag.store(true, Ordering::Relaxed);
@@ -328,4 +347,28 @@ async fn both_ports_refuse_a_wrong_secret() {
     let probe = client.probe(ProbeRequest {}).await.unwrap().into_inner();
     assert!(probe.initialized);
     assert_eq!(probe.voters, vec![1, 2, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_cluster_killed_and_restarted_keeps_every_acknowledged_write() {
+    // Snapshots every 20 entries, so the restart goes through snapshot, purge and log.
+    let mut cluster = Cluster::start(
+        3,
+        Options {
+            snapshot_logs_since_last: 20,
+        },
+    );
+    cluster.leader().await;
+    let ids = write_sessions(&cluster, "crash", 60).await;
+    for id in 1..=3 {
+        cluster.master(id).kill();
+    }
+    for id in 1..=3 {
+        cluster.restart(id);
+    }
+    cluster.leader().await;
+    cluster.converged().await;
+    for id in 1..=3 {
+        assert_all_present(&cluster, id, &ids).await;
+    }
 }

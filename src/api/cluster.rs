@@ -130,10 +130,21 @@ impl ClusterService for ClientApi {
             .into());
         }
         tracing::info!(learner = req.id, addr = %req.peer_addr, "adding a learner");
-        self.raft
-            .add_learner(req.id, BasicNode::new(&req.peer_addr), req.blocking)
-            .await
-            .map_err(|e| membership_error(self.id, e))?;
+        // A blocking add waits for the learner to catch up; a learner that never answers
+        // must not hold the call (and the master's shutdown) forever.
+        tokio::time::timeout(
+            OPERATION_DEADLINE,
+            self.raft
+                .add_learner(req.id, BasicNode::new(&req.peer_addr), req.blocking),
+        )
+        .await
+        .map_err(|_| {
+            Error::Unavailable(format!(
+                "learner {} added but not caught up within {OPERATION_DEADLINE:?}",
+                req.id
+            ))
+        })?
+        .map_err(|e| membership_error(self.id, e))?;
         Ok(Response::new(self.current_status()))
     }
 

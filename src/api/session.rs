@@ -19,8 +19,13 @@ const DEFAULT_PAGE_SIZE: usize = 100;
 /// Largest page served, whatever the request asks.
 const MAX_PAGE_SIZE: usize = 1000;
 
-fn unexpected(outcome: Outcome) -> Error {
-    Error::Internal(format!("unexpected outcome {outcome:?}"))
+/// An outcome of another kind than the op asked for can only be a remembered response:
+/// the request id was first used for a different operation.
+fn unexpected(_outcome: Outcome) -> Error {
+    Error::invalid(
+        "request_id",
+        "was already used for a different operation; use a fresh id per operation",
+    )
 }
 
 #[tonic::async_trait]

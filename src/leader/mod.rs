@@ -25,26 +25,34 @@ use crate::state::Op;
 pub async fn record_joined_masters(raft: Raft, applied: SharedApplied, stop: CancellationToken) {
     let mut metrics = raft.metrics();
     loop {
-        let to_record: BTreeSet<u64> = {
+        // Copy what is needed and release the metrics borrow before taking the state
+        // lock: openraft cannot publish metrics while a borrow is held.
+        let (leading, me, replicated) = {
             let m = metrics.borrow_watched();
-            if m.state != ServerState::Leader {
-                BTreeSet::new()
-            } else {
-                let state = read(&applied);
-                let replicated = m
-                    .replication
-                    .iter()
-                    .flatten()
-                    .filter(|(_, matched)| matched.is_some())
-                    .map(|(id, _)| *id);
-                std::iter::once(m.id)
-                    .chain(replicated)
-                    .filter(|id| !state.state.has_joined(*id))
-                    .collect()
-            }
+            let replicated: Vec<u64> = m
+                .replication
+                .iter()
+                .flatten()
+                .filter(|(_, matched)| matched.is_some())
+                .map(|(id, _)| *id)
+                .collect();
+            (m.state == ServerState::Leader, m.id, replicated)
+        };
+        let to_record: BTreeSet<u64> = if leading {
+            let applied = read(&applied);
+            std::iter::once(me)
+                .chain(replicated)
+                .filter(|id| !applied.state.has_joined(*id))
+                .collect()
+        } else {
+            BTreeSet::new()
         };
         for id in to_record {
-            match propose(&raft, None, Op::MasterJoined { id }).await {
+            let proposed = tokio::select! {
+                _ = stop.cancelled() => return,
+                proposed = propose(&raft, None, Op::MasterJoined { id }) => proposed,
+            };
+            match proposed {
                 Ok(_) => tracing::info!(master = id, "recorded master as holding the log"),
                 Err(e) => {
                     tracing::debug!(master = id, "could not record master: {e}");

@@ -75,10 +75,10 @@ pub async fn decide(
     let mut last_log = Instant::now();
     tokio::pin!(stopped);
     loop {
+        // Ask every peer in each round and weigh all the answers: one lagging peer may not
+        // have applied the record that this master joined, another may have.
+        let mut formed_by = None;
         for (peer, addr) in &others {
-            if answered.contains(peer) {
-                continue;
-            }
             let Ok(reply) = probe(network, addr, PROBE_DEADLINE).await else {
                 continue;
             };
@@ -90,10 +90,13 @@ pub async fn decide(
                         voters: reply.voters,
                     });
                 }
-                tracing::info!(peer, "a formed group exists; joining it");
-                return Ok(Formation::Wait);
+                formed_by = Some(*peer);
             }
             answered.insert(*peer);
+        }
+        if let Some(peer) = formed_by {
+            tracing::info!(peer, "a formed group exists; joining it");
+            return Ok(Formation::Wait);
         }
         if answered.len() == others.len() {
             let initializer = config.peers.keys().next() == Some(&me);

@@ -157,7 +157,7 @@ impl Master {
 
         let network = PeerNetwork::new(id, &config.cluster_secret, config.max_message_bytes)
             .map_err(|e| StartError::Raft(e.message().to_owned()))?;
-        let peer_server = PeerServer::new(config.max_message_bytes, pristine);
+        let peer_server = PeerServer::new(crate::network::MAX_SNAPSHOT_BYTES, pristine);
         let peer_service = InterceptedService::new(
             PeerGrpc::new(peer_server.clone())
                 .max_decoding_message_size(config.max_message_bytes)
@@ -307,12 +307,15 @@ impl Master {
         if hand_over {
             self.hand_over_leadership().await;
         }
+        // Stop accepting calls, then stop Raft before draining the servers: calls still
+        // waiting on Raft (a write without quorum, say) get an error and answer
+        // UNAVAILABLE instead of holding the drain up forever.
         self.stop.cancel();
-        self.tasks.close();
-        self.tasks.wait().await;
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!("raft shutdown: {e}");
         }
+        self.tasks.close();
+        self.tasks.wait().await;
         tracing::info!(id = self.id, "master stopped");
     }
 

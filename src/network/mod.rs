@@ -22,3 +22,7 @@ pub mod pb {
 /// A snapshot travels in chunks of this size: small enough to interleave with other
 /// traffic on the shared channel, large enough to keep per-message overhead negligible.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// The largest snapshot a master accepts: the whole state is held in memory twice while
+/// installing, so this bounds a malicious or broken sender, not a legitimate state.
+pub const MAX_SNAPSHOT_BYTES: usize = 8 * 1024 * 1024 * 1024;

@@ -114,6 +114,16 @@ impl Peer for PeerServer {
         };
         let (vote, meta): (Vote, SnapshotMeta) = codec::decode(&header)
             .map_err(|e| Status::invalid_argument(format!("bad snapshot header: {e}")))?;
+        // openraft asserts this (and would take the master down): a snapshot must come
+        // from a leader no newer than the vote that sends it.
+        if meta
+            .last_log_id
+            .is_some_and(|id| id.leader_id > vote.leader_id)
+        {
+            return Err(Status::invalid_argument(
+                "snapshot is newer than the vote that sends it",
+            ));
+        }
         let mut data = Vec::new();
         while let Some(chunk) = stream.next().await {
             match chunk?.kind {

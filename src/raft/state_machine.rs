@@ -131,6 +131,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), io::Error> {
         let data = snapshot.into_inner();
         let state: State = crate::storage::codec::decode(&data)?;
+        // Stored unless an equal or newer snapshot already is; the state follows the
+        // leader's snapshot either way.
         self.snapshots.save(meta, &data).await?;
         let mut applied = write(&self.applied);
         applied.state = state;
@@ -173,7 +175,12 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             };
             (meta, crate::storage::codec::encode(&applied.state)?)
         };
-        self.snapshots.save(&meta, &data).await?;
+        if !self.snapshots.save(&meta, &data).await? {
+            tracing::info!(
+                index = meta.last_log_id.map(|id| id.index),
+                "snapshot built but not stored: a newer one was installed meanwhile"
+            );
+        }
         tracing::info!(
             index = meta.last_log_id.map(|id| id.index),
             bytes = data.len(),

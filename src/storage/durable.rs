@@ -3,9 +3,11 @@
 //! sled 0.34 flushes its buffers in the background every 500 ms, and even an explicit
 //! `flush()` only calls `sync_file_range` on Linux: the data reaches the device queue but
 //! neither the disk cache nor the file's metadata is flushed. So after sled's flush we
-//! `fsync` the database file ourselves. Values too large to sit inline in a segment go to
-//! separate blob files that sled never syncs; when such a value was written, every blob
-//! file and the blob directory are synced as well.
+//! `fsync` the database file ourselves. sled writes any log message larger than a quarter
+//! segment (a big value, but also a consolidated leaf of many small ones) to a separate
+//! blob file that it never syncs; every flush therefore also syncs the blob files created
+//! since the previous one (their names are increasing log sequence numbers) and the blob
+//! directory.
 //!
 //! A single flusher thread serves every writer: it takes all requests that queued while
 //! the previous flush ran and answers them with one flush. Under load this turns N
@@ -13,19 +15,17 @@
 
 use std::fs::File;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-/// Values above this size may be written by sled as blob files (sled puts anything larger
-/// than a quarter segment outside the segment; segments are 512 KiB by default).
-pub const INLINE_VALUE_LIMIT: usize = 64 * 1024;
+/// Snapshot data is stored in chunks of this size, keeping single values modest.
+pub const CHUNK_BYTES: usize = 64 * 1024;
 
 /// A completion to run once everything written before the request is on disk.
 type Done = Box<dyn FnOnce(io::Result<()>) + Send>;
 
 struct Request {
-    sync_blobs: bool,
     done: Done,
 }
 
@@ -62,11 +62,11 @@ impl Flusher {
         let handle = std::thread::Builder::new()
             .name("chorus-flusher".into())
             .spawn(move || {
+                let mut blobs = BlobSync::default();
                 while let Ok(first) = rx.recv() {
                     let mut batch = vec![first];
                     batch.extend(rx.try_iter());
-                    let sync_blobs = batch.iter().any(|r| r.sync_blobs);
-                    let result = flush(&db, &db_file, sync_blobs.then_some(&blob_dir));
+                    let result = flush(&db, &db_file, &blob_dir, &mut blobs);
                     for request in batch {
                         let result = match &result {
                             Ok(()) => Ok(()),
@@ -85,9 +85,8 @@ impl Flusher {
     }
 
     /// Runs `done` once everything written so far is durable.
-    pub fn submit(&self, sync_blobs: bool, done: impl FnOnce(io::Result<()>) + Send + 'static) {
+    pub fn submit(&self, done: impl FnOnce(io::Result<()>) + Send + 'static) {
         let request = Request {
-            sync_blobs,
             done: Box::new(done),
         };
         if let Err(mpsc::SendError(request)) = self.tx.send(request) {
@@ -96,9 +95,9 @@ impl Flusher {
     }
 
     /// Waits until everything written so far is durable.
-    pub async fn flush(&self, sync_blobs: bool) -> io::Result<()> {
+    pub async fn flush(&self) -> io::Result<()> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.submit(sync_blobs, move |result| {
+        self.submit(move |result| {
             let _ = tx.send(result);
         });
         rx.await
@@ -106,13 +105,49 @@ impl Flusher {
     }
 }
 
-fn flush(db: &sled::Db, db_file: &File, blob_dir: Option<&PathBuf>) -> io::Result<()> {
+fn flush(db: &sled::Db, db_file: &File, blob_dir: &Path, blobs: &mut BlobSync) -> io::Result<()> {
     db.flush().map_err(io::Error::other)?;
     db_file.sync_all()?;
-    if let Some(dir) = blob_dir {
-        sync_dir_files(dir)?;
+    blobs.sync_new(blob_dir)
+}
+
+/// Remembers the newest blob file already synced.
+#[derive(Default)]
+struct BlobSync {
+    synced_up_to: Option<u64>,
+}
+
+impl BlobSync {
+    /// fsyncs the blob files newer than the last sync, then the directory. Costs one
+    /// directory listing when there are none.
+    fn sync_new(&mut self, dir: &Path) -> io::Result<()> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut newest = self.synced_up_to;
+        for entry in entries {
+            let path = entry?.path();
+            let Some(lsn) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if self.synced_up_to.is_some_and(|synced| lsn <= synced) {
+                continue;
+            }
+            File::open(&path)?.sync_all()?;
+            newest = newest.max(Some(lsn));
+        }
+        if newest != self.synced_up_to {
+            File::open(dir)?.sync_all()?;
+            self.synced_up_to = newest;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// fsyncs every file in `dir` and then the directory itself, so new names are durable.

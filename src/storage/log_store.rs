@@ -20,7 +20,7 @@ use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
 
 use super::codec;
-use super::durable::{Flusher, INLINE_VALUE_LIMIT};
+use super::durable::Flusher;
 use crate::raft::{Entry, LogId, TypeConfig, Vote};
 
 const VOTE: &[u8] = b"vote";
@@ -168,7 +168,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let last_purged_log_id: Option<LogId> = read_meta(&self.meta, LAST_PURGED)?;
-        let last_log_id = self.reader().last_log_id()?.or(last_purged_log_id);
+        // A purge records its point before removing entries, and may purge past the end
+        // of the log (after a snapshot install): a crash in between leaves entries at or
+        // below the purge point, which are as good as gone.
+        let last_log_id = self.reader().last_log_id()?.max(last_purged_log_id);
         Ok(LogState {
             last_purged_log_id,
             last_log_id,
@@ -181,7 +184,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
         write_meta(&self.meta, VOTE, vote)?;
-        self.flusher.flush(false).await
+        self.flusher.flush().await
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
@@ -204,16 +207,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut batch = sled::Batch::default();
-        let mut large = false;
         for entry in entries {
-            let bytes = codec::encode(&entry)?;
-            large |= bytes.len() > INLINE_VALUE_LIMIT;
-            batch.insert(&key(entry.log_id.index), bytes);
+            batch.insert(&key(entry.log_id.index), codec::encode(&entry)?);
         }
         // Readable as soon as this returns; acknowledged once the flusher has synced it.
         self.log.apply_batch(batch).map_err(sled_err)?;
         self.flusher
-            .submit(large, move |result| callback.io_completed(result));
+            .submit(move |result| callback.io_completed(result));
         Ok(())
     }
 

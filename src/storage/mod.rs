@@ -29,6 +29,10 @@ pub struct Store {
 /// Opens (creating if needed) the database in `dir`.
 pub fn open(dir: &Path) -> io::Result<Store> {
     std::fs::create_dir_all(dir)?;
+    // The data dir's own name must be durable too.
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
     let db = sled::Config::new()
         .path(dir)
         .open()

@@ -38,7 +38,7 @@ fn free_port() -> u16 {
     static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
     let _ = NEXT.compare_exchange(
         u32::MAX,
-        std::process::id() * 7919 % SPAN,
+        (u64::from(std::process::id()) * 7919 % u64::from(SPAN)) as u32,
         Ordering::Relaxed,
         Ordering::Relaxed,
     );
