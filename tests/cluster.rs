@@ -366,7 +366,13 @@ async fn whole_cluster_killed_and_restarted_keeps_every_acknowledged_write() {
     for id in 1..=3 {
         cluster.restart(id);
     }
-    cluster.leader().await;
+    let leader = cluster.leader().await;
+    for id in &ids {
+        cluster
+            .get_session(leader, id, pb::Consistency::Linearizable)
+            .await
+            .unwrap_or_else(|e| panic!("{id} lost in the crash: {e}"));
+    }
     cluster.converged().await;
     for id in 1..=3 {
         assert_all_present(&cluster, id, &ids).await;
