@@ -45,13 +45,7 @@ fn membership_error(me: u64, e: RaftError<TypeConfig, ClientWriteError<TypeConfi
 
 impl ClientApi {
     fn status_from(&self, m: &RaftMetrics<TypeConfig>) -> ClusterStatus {
-        let (last_applied, digest) = {
-            let applied = read(&self.applied);
-            (
-                applied.last_applied.map_or(0, |id| id.index),
-                applied.state.digest_hex(),
-            )
-        };
+        let (last_applied, digest) = self.applied_digest();
         let membership = m.membership_config.membership();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
         let members = membership
@@ -97,6 +91,18 @@ impl ClientApi {
             joint: membership.get_joint_config().len() > 1,
             purged_index: m.purged.map_or(0, |id| id.index),
         }
+    }
+
+    /// The applied index and the digest of the state at that index, computed at most
+    /// once per index.
+    fn applied_digest(&self) -> (u64, String) {
+        let applied = read(&self.applied);
+        let index = applied.last_applied.map_or(0, |id| id.index);
+        let mut cached = self.digest.lock().expect("digest cache poisoned");
+        if cached.1.is_empty() || cached.0 != index {
+            *cached = (index, applied.state.digest_hex());
+        }
+        cached.clone()
     }
 
     fn current_status(&self) -> ClusterStatus {

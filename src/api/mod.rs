@@ -29,6 +29,9 @@ pub struct ClientApi {
     applied: SharedApplied,
     limits: Limits,
     max_message_bytes: usize,
+    /// The state digest and the applied index it was computed at: hashing the whole
+    /// state is O(state), and status is polled far more often than the state changes.
+    digest: std::sync::Arc<std::sync::Mutex<(u64, String)>>,
 }
 
 impl ClientApi {
@@ -46,6 +49,7 @@ impl ClientApi {
             applied,
             limits,
             max_message_bytes,
+            digest: Default::default(),
         }
     }
 
