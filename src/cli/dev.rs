@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rand::distr::{Alphanumeric, SampleString};
 
-use crate::config::{Config, defaults};
+use crate::config::{Config, ServeArgs};
 use crate::master::{self, Listeners};
 
 /// Arguments of `chorus dev`.
@@ -37,33 +37,25 @@ pub async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
     for id in 1..=args.nodes {
         listeners.insert(id, Listeners::bind_loopback().await?);
     }
-    let peers: BTreeMap<u64, String> = listeners
+    let peers = listeners
         .iter()
-        .map(|(id, l)| Ok((*id, l.peer_addr()?.to_string())))
-        .collect::<std::io::Result<_>>()?;
+        .map(|(id, l)| Ok(format!("{id}={}", l.peer_addr()?)))
+        .collect::<std::io::Result<Vec<_>>>()?
+        .join(",");
     let mut endpoints = Vec::new();
     let mut starting = Vec::new();
     for (id, l) in listeners {
-        let config = Config {
-            id,
-            client_addr: l.client_addr()?,
-            peer_addr: l.peer_addr()?,
-            peers: peers.clone(),
-            data_dir: dir.path().join(format!("master-{id}")),
-            api_secret: api_secret.clone(),
-            cluster_secret: cluster_secret.clone(),
-            heartbeat_interval: Duration::from_millis(defaults::HEARTBEAT_MS),
-            election_timeout_min: Duration::from_millis(defaults::ELECTION_TIMEOUT_MIN_MS),
-            election_timeout_max: Duration::from_millis(defaults::ELECTION_TIMEOUT_MAX_MS),
-            snapshot_logs_since_last: defaults::SNAPSHOT_LOGS_SINCE_LAST,
-            max_message_bytes: defaults::MAX_MESSAGE_BYTES,
-            limits: crate::state::Limits {
-                max_sessions: defaults::MAX_SESSIONS,
-                max_connections_per_session: defaults::MAX_CONNECTIONS_PER_SESSION,
-                max_data_bytes: defaults::MAX_DATA_BYTES,
-            },
-        };
-        config.validate()?;
+        // The same resolution as `chorus serve`, so dev runs with exactly its defaults.
+        let config = Config::resolve(&ServeArgs {
+            id: Some(id),
+            client_addr: Some(l.client_addr()?.to_string()),
+            peer_addr: Some(l.peer_addr()?.to_string()),
+            peers: Some(peers.clone()),
+            data_dir: Some(dir.path().join(format!("master-{id}"))),
+            api_secret: Some(api_secret.clone()),
+            cluster_secret: Some(cluster_secret.clone()),
+            ..ServeArgs::default()
+        })?;
         endpoints.push(config.client_addr.to_string());
         starting.push(master::Master::start(config, l));
     }
