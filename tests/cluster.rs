@@ -244,6 +244,10 @@ async fn sigterm_hands_leadership_over_and_exits_zero() {
     );
     let log = cluster.masters[&leader].log();
     assert!(log.contains("handing leadership over"), "{log}");
+    assert!(
+        !log.contains("still in use") && !log.contains("last flush of the store failed"),
+        "the store was not closed cleanly:\n{log}"
+    );
     let new = cluster.leader().await;
     assert_ne!(new, leader);
 }

@@ -95,6 +95,9 @@ impl Listeners {
     }
 }
 
+/// How long a stopping master waits for Raft to release the store and the last flush.
+const STORE_CLOSE_DEADLINE: Duration = Duration::from_secs(5);
+
 /// How long a leader shutting down waits for a follower to take over.
 const HANDOVER_DEADLINE: Duration = Duration::from_secs(3);
 
@@ -105,7 +108,7 @@ pub struct Master {
     applied: SharedApplied,
     stop: CancellationToken,
     tasks: TaskTracker,
-    _flusher: FlusherThread,
+    flusher: FlusherThread,
 }
 
 /// The openraft configuration derived from ours.
@@ -252,7 +255,7 @@ impl Master {
             applied,
             stop,
             tasks,
-            _flusher: store.flusher,
+            flusher: store.flusher,
         })
     }
 
@@ -316,6 +319,11 @@ impl Master {
         }
         self.tasks.close();
         self.tasks.wait().await;
+        match self.flusher.finished(STORE_CLOSE_DEADLINE).await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => tracing::error!("last flush of the store failed: {e}"),
+            None => tracing::warn!("the store was still in use after {STORE_CLOSE_DEADLINE:?}"),
+        }
         tracing::info!(id = self.id, "master stopped");
     }
 

@@ -17,7 +17,6 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 use std::sync::mpsc;
-use std::thread::JoinHandle;
 
 /// Snapshot data is stored in chunks of this size, keeping single values modest.
 pub const CHUNK_BYTES: usize = 64 * 1024;
@@ -36,19 +35,20 @@ pub struct Flusher {
     tx: mpsc::Sender<Request>,
 }
 
-/// Owns the flusher thread; dropping it waits for the queued flushes to finish.
+/// The flusher thread, seen from its owner. The thread ends, after one last flush, once
+/// every [`Flusher`] handle is gone (that is, once Raft has dropped the stores).
 pub struct FlusherThread {
-    handle: Option<JoinHandle<()>>,
+    finished: tokio::sync::oneshot::Receiver<io::Result<()>>,
 }
 
-impl Drop for FlusherThread {
-    fn drop(&mut self) {
-        if let Some(handle) = self.handle.take() {
-            // The thread ends once every `Flusher` is gone; if one is still held elsewhere,
-            // do not block the dropping thread on it.
-            if handle.is_finished() {
-                let _ = handle.join();
-            }
+impl FlusherThread {
+    /// Waits (at most `deadline`) for the thread's last flush. `None` means some store
+    /// handle is still alive and the thread still running.
+    pub async fn finished(self, deadline: std::time::Duration) -> Option<io::Result<()>> {
+        match tokio::time::timeout(deadline, self.finished).await {
+            Ok(Ok(result)) => Some(result),
+            Ok(Err(_)) => Some(Err(io::Error::other("the flusher thread panicked"))),
+            Err(_) => None,
         }
     }
 }
@@ -59,7 +59,8 @@ impl Flusher {
         let db_file = File::open(dir.join("db"))?;
         let blob_dir = dir.join("blobs");
         let (tx, rx) = mpsc::channel::<Request>();
-        let handle = std::thread::Builder::new()
+        let (finished_tx, finished) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
             .name("chorus-flusher".into())
             .spawn(move || {
                 let mut blobs = BlobSync::default();
@@ -75,13 +76,11 @@ impl Flusher {
                         (request.done)(result);
                     }
                 }
+                // Every writer is gone: make whatever they wrote without waiting (the
+                // committed mark, say) durable before reporting the store closed.
+                let _ = finished_tx.send(flush(&db, &db_file, &blob_dir, &mut blobs));
             })?;
-        Ok((
-            Flusher { tx },
-            FlusherThread {
-                handle: Some(handle),
-            },
-        ))
+        Ok((Flusher { tx }, FlusherThread { finished }))
     }
 
     /// Runs `done` once everything written so far is durable.
