@@ -24,36 +24,51 @@ use crate::state::Op;
 /// operators to declare each start "new" or "existing" as etcd does.
 pub async fn record_joined_masters(raft: Raft, applied: SharedApplied, stop: CancellationToken) {
     let mut metrics = raft.metrics();
+    // Masters known to be recorded. Records are never removed, so once known, an id
+    // needs no further look at the state: metrics change on every apply, and this keeps
+    // the state lock off that path.
+    let mut known = BTreeSet::new();
     loop {
         // Copy what is needed and release the metrics borrow before taking the state
         // lock: openraft cannot publish metrics while a borrow is held.
-        let (leading, me, replicated) = {
+        let candidates: Vec<u64> = {
             let m = metrics.borrow_watched();
-            let replicated: Vec<u64> = m
-                .replication
-                .iter()
-                .flatten()
-                .filter(|(_, matched)| matched.is_some())
-                .map(|(id, _)| *id)
-                .collect();
-            (m.state == ServerState::Leader, m.id, replicated)
+            if m.state == ServerState::Leader {
+                let replicated = m
+                    .replication
+                    .iter()
+                    .flatten()
+                    .filter(|(_, matched)| matched.is_some())
+                    .map(|(id, _)| *id);
+                std::iter::once(m.id)
+                    .chain(replicated)
+                    .filter(|id| !known.contains(id))
+                    .collect()
+            } else {
+                Vec::new()
+            }
         };
-        let to_record: BTreeSet<u64> = if leading {
+        let mut to_record = Vec::new();
+        if !candidates.is_empty() {
             let applied = read(&applied);
-            std::iter::once(me)
-                .chain(replicated)
-                .filter(|id| !applied.state.has_joined(*id))
-                .collect()
-        } else {
-            BTreeSet::new()
-        };
+            for id in candidates {
+                if applied.state.has_joined(id) {
+                    known.insert(id);
+                } else {
+                    to_record.push(id);
+                }
+            }
+        }
         for id in to_record {
             let proposed = tokio::select! {
                 _ = stop.cancelled() => return,
                 proposed = propose(&raft, None, Op::MasterJoined { id }) => proposed,
             };
             match proposed {
-                Ok(_) => tracing::info!(master = id, "recorded master as holding the log"),
+                Ok(_) => {
+                    tracing::info!(master = id, "recorded master as holding the log");
+                    known.insert(id);
+                }
                 Err(e) => {
                     tracing::debug!(master = id, "could not record master: {e}");
                     break;
