@@ -23,6 +23,29 @@ async fn write_sessions(cluster: &Cluster, prefix: &str, n: usize) -> Vec<String
     ids
 }
 
+/// Every id is readable, linearizably, through master `from`.
+async fn assert_linearizably_present(cluster: &Cluster, from: u64, ids: &[String]) {
+    for id in ids {
+        cluster
+            .get_session(from, id, pb::Consistency::Linearizable)
+            .await
+            .unwrap_or_else(|e| panic!("acknowledged session {id} not readable from {from}: {e}"));
+    }
+}
+
+/// Waits for the running masters to converge, then checks each of `masters` holds
+/// every id.
+async fn assert_converged_with(
+    cluster: &Cluster,
+    masters: impl IntoIterator<Item = u64>,
+    ids: &[String],
+) {
+    cluster.converged().await;
+    for id in masters {
+        assert_all_present(cluster, id, ids).await;
+    }
+}
+
 async fn assert_all_present(cluster: &Cluster, from: u64, ids: &[String]) {
     let held: BTreeSet<String> = cluster.session_ids(from).await.into_iter().collect();
     for id in ids {
@@ -88,10 +111,7 @@ async fn five_masters_elect_one_leader_and_agree() {
     let status = cluster.status(leader).await.unwrap();
     assert_eq!(status.members.iter().filter(|m| m.voter).count(), 5);
     let ids = write_sessions(&cluster, "five", 10).await;
-    cluster.converged().await;
-    for id in 1..=5 {
-        assert_all_present(&cluster, id, &ids).await;
-    }
+    assert_converged_with(&cluster, 1..=5, &ids).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,12 +126,7 @@ async fn killed_leader_is_replaced_and_rejoins_without_loss() {
     println!("new leader {new} after {:?}", killed_at.elapsed());
     assert_ne!(new, old);
     // Every acknowledged write is on the new leader, read linearizably.
-    for id in &before {
-        cluster
-            .get_session(new, id, pb::Consistency::Linearizable)
-            .await
-            .unwrap_or_else(|e| panic!("{id} lost after failover: {e}"));
-    }
+    assert_linearizably_present(&cluster, new, &before).await;
     let after = write_sessions(&cluster, "after", 10).await;
 
     cluster.restart(old);
@@ -146,8 +161,7 @@ async fn master_down_long_catches_up_by_snapshot() {
         })
         .await;
     cluster.restart(follower);
-    cluster.converged().await;
-    assert_all_present(&cluster, follower, &ids).await;
+    assert_converged_with(&cluster, [follower], &ids).await;
     let log = cluster.masters[&follower].log();
     assert!(
         log.contains("snapshot installed"),
@@ -223,10 +237,7 @@ async fn membership_grows_to_five_and_shrinks_back_under_writes() {
 
     cluster.master(4).kill();
     cluster.master(5).kill();
-    cluster.converged().await;
-    for id in 1..=3 {
-        assert_all_present(&cluster, id, &ids).await;
-    }
+    assert_converged_with(&cluster, 1..=3, &ids).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -299,8 +310,7 @@ async fn paused_follower_coming_back_does_not_depose_the_leader() {
 
     // Once it has caught up, the leader and its term are what they were: pre-vote kept
     // the woken follower from starting a disruptive election.
-    cluster.converged().await;
-    assert_all_present(&cluster, follower, &ids).await;
+    assert_converged_with(&cluster, [follower], &ids).await;
     let after = cluster.status(follower).await.unwrap();
     assert_eq!(
         after.leader_id, leader,
@@ -371,14 +381,6 @@ async fn whole_cluster_killed_and_restarted_keeps_every_acknowledged_write() {
         cluster.restart(id);
     }
     let leader = cluster.leader().await;
-    for id in &ids {
-        cluster
-            .get_session(leader, id, pb::Consistency::Linearizable)
-            .await
-            .unwrap_or_else(|e| panic!("{id} lost in the crash: {e}"));
-    }
-    cluster.converged().await;
-    for id in 1..=3 {
-        assert_all_present(&cluster, id, &ids).await;
-    }
+    assert_linearizably_present(&cluster, leader, &ids).await;
+    assert_converged_with(&cluster, 1..=3, &ids).await;
 }
