@@ -7,8 +7,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/chorus/peer/v1/peer.proto",
         "proto/chorus/v1/cluster.proto",
         "proto/chorus/v1/session.proto",
+        "proto/chorus/v1/connection.proto",
+        "proto/chorus/v1/media_node.proto",
+        "proto/chorus/v1/license.proto",
     ];
     tonic_prost_build::configure()
+        // The CLI prints API messages as JSON with the proto's snake_case field names.
+        .type_attribute(".chorus.v1", "#[derive(serde::Serialize)]")
         .file_descriptor_set_path(
             std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("chorus_descriptor.bin"),
         )

@@ -4,10 +4,13 @@
 //! from consensus. Retryable conditions (no leader, no quorum, shutting down) are kept
 //! apart as [`Error::Unavailable`], the only variant a client should retry.
 
+use serde::{Deserialize, Serialize};
+
 use crate::state;
 
-/// A request that did not succeed.
-#[derive(Debug, thiserror::Error)]
+/// A request that did not succeed. Serializable: a follower relays the leader's error
+/// for a forwarded write unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum Error {
     /// The state machine refused the command.
     #[error(transparent)]
@@ -21,6 +24,19 @@ pub enum Error {
     /// No leader, no quorum, or this master is stopping: retry, possibly elsewhere.
     #[error("{0}")]
     Unavailable(String),
+    /// The master a request was for could not be reached: nothing was sent, so the
+    /// request may be resent elsewhere.
+    #[error("{0}")]
+    Unreachable(String),
+    /// This master is not the leader, so it did not propose anything: the caller may
+    /// resend the request to the leader, whether or not it carries a request id.
+    #[error("master {me} is not the leader (leader: {})", leader.map_or("unknown".into(), |id| id.to_string()))]
+    NotLeader {
+        /// The master that refused.
+        me: u64,
+        /// The leader it knows, if any.
+        leader: Option<u64>,
+    },
     /// A bug or a storage failure: never caused by input.
     #[error("internal error: {0}")]
     Internal(String),
@@ -50,7 +66,9 @@ impl From<Error> for tonic::Status {
             },
             Error::InvalidArgument { .. } => Status::invalid_argument(message),
             Error::FailedPrecondition(_) => Status::failed_precondition(message),
-            Error::Unavailable(_) => Status::unavailable(message),
+            Error::Unavailable(_) | Error::Unreachable(_) | Error::NotLeader { .. } => {
+                Status::unavailable(message)
+            }
             Error::Internal(_) => Status::internal(message),
         }
     }

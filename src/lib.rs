@@ -9,6 +9,7 @@
 //! - [`raft`]: openraft's types and the adapter from its state machine to [`state`];
 //! - [`network`]: Raft RPCs between masters over tonic (the peer port);
 //! - [`api`]: the public gRPC API (the client port);
+//! - [`client`]: the typed client of that API, with failover and retries;
 //! - [`leader`]: tasks that run only on the leader and act by proposing commands;
 //! - [`master`]: one master, its start-up and graceful shutdown;
 //! - [`cli`]: the `chorus` subcommands.
@@ -16,7 +17,9 @@
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod client;
 pub mod config;
+pub mod deadline;
 pub mod error;
 pub mod leader;
 pub mod master;

@@ -4,8 +4,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
-use openraft::errors::{ClientWriteError, RaftError};
-use openraft::{BasicNode, RaftMetrics, ServerState};
+use openraft::{RaftMetrics, ServerState};
 use tonic::{Request, Response, Status};
 
 use super::ClientApi;
@@ -15,9 +14,11 @@ use super::pb::{
     TransferLeadershipRequest, TriggerSnapshotRequest, TriggerSnapshotResponse,
 };
 use crate::error::Error;
-use crate::raft::{TypeConfig, not_leader, read};
+use crate::leader::{Write, Written};
+use crate::raft::{TypeConfig, read};
 
-/// How long TransferLeadership and TriggerSnapshot wait for their effect.
+/// How long a master waits to see a membership change, a new leader or a snapshot that
+/// the leader already completed.
 const OPERATION_DEADLINE: Duration = Duration::from_secs(10);
 
 fn role_name(state: ServerState) -> &'static str {
@@ -27,19 +28,6 @@ fn role_name(state: ServerState) -> &'static str {
         ServerState::Candidate => "candidate",
         ServerState::Learner => "learner",
         ServerState::Shutdown => "shutdown",
-    }
-}
-
-/// Maps a membership-change failure: a follower cannot change membership, and a change
-/// already in progress or a missing learner are the caller's to fix.
-fn membership_error(me: u64, e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> Error {
-    match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => not_leader(me, f.leader_id),
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-            Error::FailedPrecondition(e.to_string())
-        }
-        RaftError::APIError(other) => Error::Unavailable(other.to_string()),
-        RaftError::Fatal(fatal) => Error::Unavailable(format!("raft stopped: {fatal}")),
     }
 }
 
@@ -109,6 +97,29 @@ impl ClientApi {
         let metrics = self.raft.metrics().borrow_watched().clone();
         self.status_from(&metrics)
     }
+
+    /// Has the leader change the membership, then answers this master's status once it
+    /// has applied the change.
+    async fn membership_write<T>(
+        &self,
+        request: &Request<T>,
+        write: Write,
+    ) -> Result<Response<ClusterStatus>, Status> {
+        let Written::Cluster { index } = self.write(request, String::new(), write).await? else {
+            return Err(
+                Error::Internal("a membership write returned a domain outcome".into()).into(),
+            );
+        };
+        let metrics = self
+            .raft
+            .wait(Some(OPERATION_DEADLINE))
+            .applied_index_at_least(Some(index), "membership change applied here")
+            .await
+            .map_err(|e| {
+                Error::Unavailable(format!("membership changed, not yet seen here: {e}"))
+            })?;
+        Ok(Response::new(self.status_from(&metrics)))
+    }
 }
 
 #[tonic::async_trait]
@@ -124,93 +135,45 @@ impl ClusterService for ClientApi {
         &self,
         request: Request<AddLearnerRequest>,
     ) -> Result<Response<ClusterStatus>, Status> {
-        let req = request.into_inner();
-        if req.id == 0 {
-            return Err(Error::invalid("id", "must be non-zero").into());
-        }
-        if req.peer_addr.parse::<std::net::SocketAddr>().is_err() {
-            return Err(Error::invalid(
-                "peer_addr",
-                format!("`{}` is not host:port", req.peer_addr),
-            )
-            .into());
-        }
-        tracing::info!(learner = req.id, addr = %req.peer_addr, "adding a learner");
-        // A blocking add waits for the learner to catch up; a learner that never answers
-        // must not hold the call (and the master's shutdown) forever.
-        tokio::time::timeout(
-            OPERATION_DEADLINE,
-            self.raft
-                .add_learner(req.id, BasicNode::new(&req.peer_addr), req.blocking),
-        )
-        .await
-        .map_err(|_| {
-            Error::Unavailable(format!(
-                "learner {} added but not caught up within {OPERATION_DEADLINE:?}",
-                req.id
-            ))
-        })?
-        .map_err(|e| membership_error(self.id, e))?;
-        Ok(Response::new(self.current_status()))
+        let req = request.get_ref().clone();
+        let write = Write::AddLearner {
+            id: req.id,
+            peer_addr: req.peer_addr,
+            blocking: req.blocking,
+        };
+        self.membership_write(&request, write).await
     }
 
     async fn change_membership(
         &self,
         request: Request<ChangeMembershipRequest>,
     ) -> Result<Response<ClusterStatus>, Status> {
-        let req = request.into_inner();
+        let req = request.get_ref();
         let voters: BTreeSet<u64> = req.voters.iter().copied().collect();
-        if voters.is_empty() {
-            return Err(Error::invalid("voters", "must name at least one voter").into());
-        }
         if voters.len() != req.voters.len() {
             return Err(Error::invalid("voters", "lists a voter twice").into());
         }
-        tracing::info!(?voters, retain = req.retain, "changing membership");
-        self.raft
-            .change_membership(voters, req.retain)
-            .await
-            .map_err(|e| membership_error(self.id, e))?;
-        Ok(Response::new(self.current_status()))
+        let write = Write::ChangeMembership {
+            voters,
+            retain: req.retain,
+        };
+        self.membership_write(&request, write).await
     }
 
     async fn transfer_leadership(
         &self,
         request: Request<TransferLeadershipRequest>,
     ) -> Result<Response<ClusterStatus>, Status> {
-        let to = request.into_inner().to;
-        let metrics = self.raft.metrics().borrow_watched().clone();
-        if !metrics
-            .membership_config
-            .membership()
-            .voter_ids()
-            .any(|id| id == to)
-        {
-            return Err(Error::invalid("to", format!("master {to} is not a voter")).into());
-        }
-        if metrics.current_leader == Some(to) {
-            return Ok(Response::new(self.status_from(&metrics)));
-        }
-        if metrics.state != ServerState::Leader {
-            return Err(Error::Unavailable(format!(
-                "this master is not the leader (leader: {})",
-                metrics
-                    .current_leader
-                    .map_or("unknown".into(), |id| id.to_string())
-            ))
-            .into());
-        }
-        self.raft
-            .trigger()
-            .transfer_leader(to)
-            .await
-            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        let to = request.get_ref().to;
+        self.write(&request, String::new(), Write::TransferLeadership { to })
+            .await?;
+        // The leader saw `to` take over; this master learns it with `to`'s first append.
         let metrics = self
             .raft
             .wait(Some(OPERATION_DEADLINE))
-            .metrics(|m| m.current_leader == Some(to), "leadership transferred")
+            .metrics(|m| m.current_leader == Some(to), "new leader known here")
             .await
-            .map_err(|e| Error::Unavailable(format!("leadership did not move to {to}: {e}")))?;
+            .map_err(|e| Error::Unavailable(format!("leadership moved, but not seen here: {e}")))?;
         Ok(Response::new(self.status_from(&metrics)))
     }
 

@@ -1,28 +1,29 @@
 //! Conversions between domain types and their protobuf form.
 
 use super::pb;
-use crate::state::{Connection, Session};
+use crate::state::{Connection, License, MediaNode, Session};
 
-impl From<&Connection> for pb::Connection {
-    fn from(c: &Connection) -> Self {
-        pb::Connection {
-            id: c.id.clone(),
-            session_id: c.session_id.clone(),
-            r#type: c.connection_type.to_string(),
-            role: c.role.to_string(),
-            status: c.status.to_string(),
-            token: c.token.clone(),
-            server_data: c.server_data.clone(),
-            client_data: c.client_data.clone(),
-            ip: c.ip.clone(),
-            created_at: c.created_at,
-            active_at: c.active_at.unwrap_or(0),
-        }
+/// A connection as the API shows it: with the node serving its session.
+pub(super) fn connection(c: &Connection, media_node_id: Option<&str>) -> pb::Connection {
+    pb::Connection {
+        id: c.id.clone(),
+        session_id: c.session_id.clone(),
+        r#type: c.connection_type.to_string(),
+        role: c.role.to_string(),
+        status: c.status.to_string(),
+        token: c.token.clone(),
+        server_data: c.server_data.clone(),
+        client_data: c.client_data.clone(),
+        ip: c.ip.clone(),
+        created_at: c.created_at,
+        active_at: c.active_at.unwrap_or(0),
+        media_node_id: media_node_id.unwrap_or_default().to_owned(),
     }
 }
 
 impl From<&Session> for pb::Session {
     fn from(s: &Session) -> Self {
+        let node = s.media_node_id.as_deref();
         pb::Session {
             id: s.id.clone(),
             created_at: s.created_at,
@@ -30,10 +31,49 @@ impl From<&Session> for pb::Session {
             recording_mode: s.recording_mode.to_string(),
             forced_video_codec: s.forced_video_codec.to_string(),
             allow_transcoding: s.allow_transcoding,
-            media_node_id: s.media_node_id.clone().unwrap_or_default(),
+            media_node_id: node.unwrap_or_default().to_owned(),
             incarnation: s.incarnation,
-            connections: s.connections.values().map(pb::Connection::from).collect(),
+            connections: s
+                .connections
+                .values()
+                .map(|c| connection(c, node))
+                .collect(),
             displaced_reason: s.displaced.map(|r| r.to_string()).unwrap_or_default(),
+        }
+    }
+}
+
+/// A media node with the sessions it serves.
+pub(super) fn media_node(node: &MediaNode, session_ids: Vec<String>) -> pb::MediaNode {
+    pb::MediaNode {
+        id: node.id.clone(),
+        uri: node.uri.clone(),
+        environment_id: node.environment_id.clone(),
+        cores: node.cores,
+        status: node.status.to_string(),
+        registered_at: node.registered_at,
+        session_ids,
+    }
+}
+
+impl From<&License> for pb::LicenseStatus {
+    fn from(l: &License) -> Self {
+        pb::LicenseStatus {
+            status: l.status.to_string(),
+            trust: l.trust,
+            failures: l.failures,
+            last_check: l.last_check.unwrap_or(0),
+            last_success: l.last_success.unwrap_or(0),
+            expired_at: l.expired_at.unwrap_or(0),
+            reason: l.reason.clone().unwrap_or_default(),
+            usage: l
+                .usage
+                .iter()
+                .map(|(node_id, core_minutes)| pb::NodeUsage {
+                    node_id: node_id.clone(),
+                    core_minutes: *core_minutes,
+                })
+                .collect(),
         }
     }
 }

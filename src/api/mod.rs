@@ -1,25 +1,56 @@
 //! The client port: the public gRPC API of every master.
 //!
-//! Protobuf types stay here; handlers turn requests into domain commands or reads,
-//! and every failure into a `tonic::Status` through [`crate::error::Error`].
+//! Protobuf types stay here; handlers turn requests into [`Write`]s or local reads, and
+//! every failure into a `tonic::Status` through [`crate::error::Error`].
+//!
+//! - Writes go through the [`Forwarder`] to the leader, wherever they arrived.
+//! - Reads are linearizable unless the request says `CONSISTENCY_STALE`: the
+//!   forwarder first brings this master up to the leader's read index.
+//! - Every service sits behind the API-secret check; the standard health service and
+//!   server reflection do not, so that load balancers and generic gRPC tools work.
 
 mod cluster;
+mod connection;
 mod convert;
+mod forward;
+mod health;
+mod license;
+mod media_node;
 mod session;
 
-use openraft::ReadPolicy;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::Router;
 
+pub use forward::Forwarder;
+pub use health::report_health;
+
 use crate::auth::BearerCheck;
 use crate::error::Error;
+use crate::leader::{Write, Written};
 use crate::raft::{NodeId, Raft, SharedApplied};
-use crate::state::{Limits, Op, Outcome};
+use crate::state::Outcome;
 
 /// Generated protobuf types of the public API.
 pub mod pb {
     tonic::include_proto!("chorus.v1");
+
+    /// The encoded descriptors of every proto file, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("chorus_descriptor");
 }
+
+/// The public services, as reflection lists them.
+const SERVICE_NAMES: [&str; 5] = [
+    "chorus.v1.SessionService",
+    "chorus.v1.ConnectionService",
+    "chorus.v1.MediaNodeService",
+    "chorus.v1.LicenseService",
+    "chorus.v1.ClusterService",
+];
+
+/// Page size when a list request names none.
+const DEFAULT_PAGE_SIZE: usize = 100;
+/// Largest page served, whatever the request asks.
+const MAX_PAGE_SIZE: usize = 1000;
 
 /// Everything the API handlers share.
 #[derive(Clone)]
@@ -27,7 +58,7 @@ pub struct ClientApi {
     id: NodeId,
     raft: Raft,
     applied: SharedApplied,
-    limits: Limits,
+    forwarder: Forwarder,
     max_message_bytes: usize,
     /// The state digest and the applied index it was computed at: hashing the whole
     /// state is O(state), and status is polled far more often than the state changes.
@@ -40,49 +71,107 @@ impl ClientApi {
         id: NodeId,
         raft: Raft,
         applied: SharedApplied,
-        limits: Limits,
+        forwarder: Forwarder,
         max_message_bytes: usize,
     ) -> Self {
         ClientApi {
             id,
             raft,
             applied,
-            limits,
+            forwarder,
             max_message_bytes,
             digest: Default::default(),
         }
     }
 
-    /// A router serving every service, each behind the API-secret check.
-    pub fn router(self, check: BearerCheck) -> Router {
-        let cluster = pb::cluster_service_server::ClusterServiceServer::new(self.clone())
-            .max_decoding_message_size(self.max_message_bytes)
-            .max_encoding_message_size(self.max_message_bytes);
-        let session = pb::session_service_server::SessionServiceServer::new(self.clone())
-            .max_decoding_message_size(self.max_message_bytes)
-            .max_encoding_message_size(self.max_message_bytes);
-        tonic::transport::Server::builder()
-            .add_service(InterceptedService::new(cluster, check.clone()))
-            .add_service(InterceptedService::new(session, check))
+    /// A router serving every service, each behind the API-secret check, plus health
+    /// and reflection.
+    pub fn router(
+        self,
+        check: BearerCheck,
+        health: tonic_health::pb::health_server::HealthServer<
+            impl tonic_health::pb::health_server::Health,
+        >,
+    ) -> Result<Router, tonic_reflection::server::Error> {
+        let limit = self.max_message_bytes;
+        macro_rules! secured {
+            ($server:ty) => {
+                InterceptedService::new(
+                    <$server>::new(self.clone())
+                        .max_decoding_message_size(limit)
+                        .max_encoding_message_size(limit),
+                    check.clone(),
+                )
+            };
+        }
+        let mut reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("grpc.health.v1.Health");
+        for name in SERVICE_NAMES {
+            reflection = reflection.with_service_name(name);
+        }
+        let reflection = reflection.build_v1()?;
+        Ok(tonic::transport::Server::builder()
+            .add_service(health)
+            .add_service(reflection)
+            .add_service(secured!(
+                pb::session_service_server::SessionServiceServer<ClientApi>
+            ))
+            .add_service(secured!(
+                pb::connection_service_server::ConnectionServiceServer<ClientApi>
+            ))
+            .add_service(secured!(
+                pb::media_node_service_server::MediaNodeServiceServer<ClientApi>
+            ))
+            .add_service(secured!(
+                pb::license_service_server::LicenseServiceServer<ClientApi>
+            ))
+            .add_service(secured!(
+                pb::cluster_service_server::ClusterServiceServer<ClientApi>
+            )))
     }
 
-    /// Proposes `op` (see [`crate::raft::propose`]); an empty request id means none.
-    async fn propose(&self, request_id: String, op: Op) -> Result<Outcome, Error> {
-        crate::raft::propose(&self.raft, optional(request_id), op).await
+    /// Has the leader execute `write` (see [`Forwarder::write`]) by the call's deadline.
+    async fn write<T>(
+        &self,
+        request: &tonic::Request<T>,
+        request_id: String,
+        write: Write,
+    ) -> Result<Written, Error> {
+        let deadline = crate::deadline::of(request.metadata());
+        self.forwarder
+            .write(optional(request_id), write, deadline)
+            .await
+    }
+
+    /// A domain write: its outcome, or the state machine's refusal.
+    async fn apply<T>(
+        &self,
+        request: &tonic::Request<T>,
+        request_id: String,
+        write: Write,
+    ) -> Result<Outcome, Error> {
+        match self.write(request, request_id, write).await? {
+            Written::Outcome(outcome) => Ok(outcome),
+            Written::Cluster { .. } => Err(Error::Internal(
+                "a domain write returned a membership result".into(),
+            )),
+        }
     }
 
     /// Waits until a read of the local state is as fresh as `consistency` asks.
-    async fn read_barrier(&self, consistency: i32) -> Result<(), Error> {
+    async fn read_barrier<T>(
+        &self,
+        request: &tonic::Request<T>,
+        consistency: i32,
+    ) -> Result<(), Error> {
         match pb::Consistency::try_from(consistency) {
             Ok(pb::Consistency::Stale) => Ok(()),
-            Ok(pb::Consistency::Linearizable) => self
-                .raft
-                .ensure_linearizable(ReadPolicy::ReadIndex)
-                .await
-                .map(|_| ())
-                .map_err(|e| {
-                    Error::Unavailable(format!("linearizable read not possible here: {e}"))
-                }),
+            Ok(pb::Consistency::Linearizable) => {
+                let deadline = crate::deadline::of(request.metadata());
+                self.forwarder.linearize(deadline).await
+            }
             Err(_) => Err(Error::invalid(
                 "consistency",
                 format!("unknown value {consistency}"),
@@ -91,19 +180,59 @@ impl ClientApi {
     }
 }
 
+/// An outcome of another kind than the op asked for can only be a remembered response:
+/// the request id was first used for a different operation.
+fn unexpected(_outcome: Outcome) -> Error {
+    Error::invalid(
+        "request_id",
+        "was already used for a different operation; use a fresh id per operation",
+    )
+}
+
 /// Proto3 has no absent strings: an empty one means "not given".
 fn optional(value: String) -> Option<String> {
     (!value.is_empty()).then_some(value)
 }
 
-/// Parses a wire name, or takes the default when the field is empty.
-fn parse_or_default<T>(value: &str) -> Result<T, Error>
+/// Parses the wire name in request field `field`, or takes the default when it is empty.
+fn parse_or_default<T>(value: &str, field: &str) -> Result<T, Error>
 where
     T: Default + std::str::FromStr<Err = crate::state::Error>,
 {
     if value.is_empty() {
         Ok(T::default())
     } else {
-        value.parse().map_err(Error::Domain)
+        parse(value, field)
+    }
+}
+
+/// Parses the wire name in request field `field`; an error names that field.
+fn parse<T>(value: &str, field: &str) -> Result<T, Error>
+where
+    T: std::str::FromStr<Err = crate::state::Error>,
+{
+    value.parse().map_err(|e| match e {
+        crate::state::Error::InvalidArgument { reason, .. } => Error::invalid(field, reason),
+        other => Error::Domain(other),
+    })
+}
+
+/// One page of `items` (already positioned after the page token): at most `page_size`
+/// of them (0: the default), and the token of the next page, empty after the last.
+fn page<I, T>(items: I, page_size: u32, key: impl Fn(&T) -> String) -> (Vec<T>, String)
+where
+    I: Iterator<Item = T>,
+{
+    let size = match page_size as usize {
+        0 => DEFAULT_PAGE_SIZE,
+        n => n.min(MAX_PAGE_SIZE),
+    };
+    let mut items: Vec<T> = items.take(size + 1).collect();
+    if items.len() > size {
+        items.truncate(size);
+        let token = items.last().map(&key).unwrap_or_default();
+        (items, token)
+    } else {
+        (items, String::new())
     }
 }

@@ -1,8 +1,15 @@
-//! Leader-only tasks: they run while this master leads and act only by proposing
-//! commands, so what they decide is replicated like any client write.
+//! What only the leader does, always by proposing commands, so that what it decides is
+//! replicated like any client write:
 //!
-//! Today there is one, [`record_joined_masters`]; media-node liveness, session
-//! re-placement and license checks join it as they arrive.
+//! - [`Proposer`] executes client writes: it turns a [`Write`] into a command (the
+//!   leader's clock, ids and tokens from its CSPRNG, a media node) and proposes it;
+//! - leader-only tasks run while this master leads. Today there is one,
+//!   [`record_joined_masters`]; media-node liveness, session re-placement and license
+//!   checks join it as they arrive.
+
+mod write;
+
+pub use write::{Proposer, Write, Written};
 
 use std::collections::BTreeSet;
 

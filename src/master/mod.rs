@@ -32,9 +32,10 @@ use tracing::Instrument;
 
 pub use formation::{Formation, FormationError};
 
-use crate::api::ClientApi;
+use crate::api::{ClientApi, Forwarder};
 use crate::auth::BearerCheck;
 use crate::config::Config;
+use crate::leader::Proposer;
 use crate::network::pb::peer_server::PeerServer as PeerGrpc;
 use crate::network::{PeerNetwork, PeerServer};
 use crate::raft::{NodeId, Raft, SharedApplied, StateMachineStore};
@@ -198,10 +199,17 @@ impl Master {
 
         let state_machine = StateMachineStore::open(store.snapshots.clone())?;
         let applied = state_machine.applied();
-        let raft = Raft::new(id, raft_config(&config)?, network, store.log, state_machine)
-            .await
-            .map_err(|e| StartError::Raft(e.to_string()))?;
-        peer_server.set_raft(raft.clone(), applied.clone());
+        let raft = Raft::new(
+            id,
+            raft_config(&config)?,
+            network.clone(),
+            store.log,
+            state_machine,
+        )
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+        let proposer = Proposer::new(raft.clone(), applied.clone(), config.limits);
+        peer_server.set_raft(raft.clone(), applied.clone(), proposer.clone());
 
         if formation == Some(Formation::Initialize) {
             let members: BTreeMap<u64, BasicNode> = config
@@ -221,20 +229,34 @@ impl Master {
                 .instrument(span.clone()),
         );
 
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        tasks.spawn(
+            crate::api::report_health(
+                raft.clone(),
+                peer_server.leader_contact(),
+                health_reporter,
+                config.heartbeat_interval,
+                config.election_timeout_max,
+                stop.clone(),
+            )
+            .instrument(span.clone()),
+        );
+        let forwarder = Forwarder::new(raft.clone(), proposer, network);
         let api = ClientApi::new(
             id,
             raft.clone(),
             applied.clone(),
-            config.limits,
+            forwarder,
             config.max_message_bytes,
         );
-        let client_check = BearerCheck::new(&config.api_secret);
+        let router = api
+            .router(BearerCheck::new(&config.api_secret), health_service)
+            .map_err(|e| StartError::Raft(format!("reflection: {e}")))?;
         let client_stop = stop.clone();
         let client_incoming = TcpListenerStream::new(listeners.client);
         tasks.spawn(
             async move {
-                let result = api
-                    .router(client_check)
+                let result = router
                     .serve_with_incoming_shutdown(client_incoming, client_stop.cancelled_owned())
                     .await;
                 if let Err(e) = result {

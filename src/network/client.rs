@@ -20,6 +20,8 @@ use tonic::transport::{Channel, Endpoint};
 use super::pb::peer_client::PeerClient;
 use super::pb::{self, snapshot_chunk};
 use crate::auth::BearerToken;
+use crate::error::Error;
+use crate::leader::{Write, Written};
 use crate::raft::{NodeId, Snapshot, TypeConfig, Vote};
 use crate::storage::codec;
 
@@ -269,4 +271,88 @@ pub async fn probe(
         Ok(reply) => Ok(reply?.into_inner()),
         Err(_) => Err(tonic::Status::deadline_exceeded("probe timed out")),
     }
+}
+
+/// Calls the master at `addr` with a postcard-encoded `request` by `deadline` and
+/// decodes its postcard `Result` reply. Any transport failure is UNAVAILABLE.
+async fn call_master<Req, Resp, F, Fut>(
+    network: &PeerNetwork,
+    addr: &str,
+    request: &Req,
+    deadline: tokio::time::Instant,
+    call: F,
+) -> Result<Resp, Error>
+where
+    Req: serde::Serialize,
+    Resp: serde::de::DeserializeOwned,
+    F: FnOnce(Client, tonic::Request<pb::Payload>) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<pb::Payload>, tonic::Status>>,
+{
+    let client = network
+        .client(addr)
+        .map_err(|e| Error::Unavailable(format!("bad peer address {addr}: {e}")))?;
+    let data = codec::encode(request).map_err(|e| Error::Internal(e.to_string()))?;
+    let mut request = tonic::Request::new(pb::Payload { data });
+    request.set_timeout(crate::deadline::remaining(deadline));
+    let reply = tokio::time::timeout_at(deadline, call(client, request))
+        .await
+        .map_err(|_| Error::Unavailable(format!("master at {addr} did not answer in time")))?
+        .map_err(|status| {
+            if never_sent(&status) {
+                Error::Unreachable(format!(
+                    "master at {addr} unreachable: {}",
+                    status.message()
+                ))
+            } else {
+                Error::Unavailable(format!(
+                    "call to master at {addr} failed: {}",
+                    status.message()
+                ))
+            }
+        })?;
+    codec::decode::<Result<Resp, Error>>(&reply.into_inner().data)
+        .map_err(|e| Error::Internal(format!("undecodable reply from {addr}: {e}")))?
+}
+
+/// Has the leader at `addr` execute a client write (see [`crate::leader::Proposer`]).
+pub async fn forward(
+    network: &PeerNetwork,
+    addr: &str,
+    request_id: Option<&str>,
+    write: &Write,
+    deadline: tokio::time::Instant,
+) -> Result<Written, Error> {
+    call_master(
+        network,
+        addr,
+        &(request_id, write),
+        deadline,
+        |mut c, r| async move { c.forward(r).await },
+    )
+    .await
+}
+
+/// Asks the leader at `addr` for a read index: the log index this master must apply
+/// before it serves a linearizable read.
+pub async fn read_index(
+    network: &PeerNetwork,
+    addr: &str,
+    deadline: tokio::time::Instant,
+) -> Result<u64, Error> {
+    call_master(network, addr, &(), deadline, |mut c, r| async move {
+        c.read_index(r).await
+    })
+    .await
+}
+
+/// Whether a failed call never left this master: its connection could not be made.
+fn never_sent(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if error.is::<tonic::ConnectError>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }

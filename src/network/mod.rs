@@ -11,8 +11,8 @@
 mod client;
 mod server;
 
-pub use client::{PeerNetwork, probe};
-pub use server::PeerServer;
+pub use client::{PeerNetwork, forward, probe, read_index};
+pub use server::{LeaderContact, PeerServer};
 
 /// Generated protobuf types of the peer port.
 pub mod pb {

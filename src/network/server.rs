@@ -1,6 +1,6 @@
 //! The receiving side of the peer port.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use futures::StreamExt;
 use openraft::async_runtime::WatchReceiver;
@@ -9,17 +9,44 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::pb::peer_server::Peer;
 use super::pb::{self, snapshot_chunk};
-use crate::raft::{Raft, SharedApplied, Snapshot, SnapshotMeta, TypeConfig, Vote};
+use crate::error::Error;
+use crate::leader::{Proposer, Write, Written};
+use crate::raft::{Raft, SharedApplied, Snapshot, SnapshotMeta, TypeConfig, Vote, not_leader};
 use crate::storage::codec;
 
 type C = TypeConfig;
+
+/// When this master last heard from a leader that it accepted as such (an append or
+/// heartbeat that did not carry a stale vote). A follower that has not heard from one
+/// for an election timeout is cut off, whatever leader its metrics still name.
+#[derive(Clone, Default)]
+pub struct LeaderContact(Arc<Mutex<Option<tokio::time::Instant>>>);
+
+impl LeaderContact {
+    fn touch(&self) {
+        *self.0.lock().expect("leader contact poisoned") = Some(tokio::time::Instant::now());
+    }
+
+    /// The last contact, if any.
+    pub fn last(&self) -> Option<tokio::time::Instant> {
+        *self.0.lock().expect("leader contact poisoned")
+    }
+}
+
+/// What the peer server needs once Raft runs.
+struct Running {
+    raft: Raft,
+    applied: SharedApplied,
+    proposer: Proposer,
+}
 
 /// Serves the peer RPCs. Raft RPCs answer UNAVAILABLE until [`PeerServer::set_raft`]
 /// hands over the Raft handle: a master probes its peers before it starts Raft, and
 /// must not vote or accept entries before that check passed.
 #[derive(Clone)]
 pub struct PeerServer {
-    raft: Arc<OnceLock<(Raft, SharedApplied)>>,
+    raft: Arc<OnceLock<Running>>,
+    leader_contact: LeaderContact,
     max_snapshot_bytes: usize,
     /// This master's store was empty at start: until Raft runs, it truthfully knows no
     /// group. A master with data answers probes only once Raft runs and knows its
@@ -32,23 +59,37 @@ impl PeerServer {
     pub fn new(max_snapshot_bytes: usize, pristine: bool) -> Self {
         PeerServer {
             raft: Arc::default(),
+            leader_contact: LeaderContact::default(),
             max_snapshot_bytes,
             pristine,
         }
     }
 
-    /// Starts serving Raft RPCs with `raft`.
-    pub fn set_raft(&self, raft: Raft, applied: SharedApplied) {
-        if self.raft.set((raft, applied)).is_err() {
+    /// Starts serving Raft RPCs with `raft`, and forwarded writes with `proposer`.
+    pub fn set_raft(&self, raft: Raft, applied: SharedApplied, proposer: Proposer) {
+        let running = Running {
+            raft,
+            applied,
+            proposer,
+        };
+        if self.raft.set(running).is_err() {
             tracing::warn!("the peer server already had a Raft handle");
         }
     }
 
-    fn raft(&self) -> Result<&Raft, Status> {
+    /// When this master last heard from its leader.
+    pub fn leader_contact(&self) -> LeaderContact {
+        self.leader_contact.clone()
+    }
+
+    fn running(&self) -> Result<&Running, Status> {
         self.raft
             .get()
-            .map(|(raft, _)| raft)
             .ok_or_else(|| Status::unavailable("this master has not started Raft yet"))
+    }
+
+    fn raft(&self) -> Result<&Raft, Status> {
+        self.running().map(|running| &running.raft)
     }
 }
 
@@ -77,6 +118,9 @@ impl Peer for PeerServer {
     ) -> Result<Response<pb::Payload>, Status> {
         let req: AppendEntriesRequest<C> = decode(request.get_ref())?;
         let resp = self.raft()?.append_entries(req).await.map_err(fatal)?;
+        if !matches!(resp, openraft::raft::AppendEntriesResponse::HigherVote(_)) {
+            self.leader_contact.touch();
+        }
         reply(&resp)
     }
 
@@ -176,7 +220,7 @@ impl Peer for PeerServer {
         &self,
         _request: Request<pb::ProbeRequest>,
     ) -> Result<Response<pb::ProbeReply>, Status> {
-        let Some((raft, applied)) = self.raft.get() else {
+        let Some(Running { raft, applied, .. }) = self.raft.get() else {
             if self.pristine {
                 return Ok(Response::new(pb::ProbeReply::default()));
             }
@@ -201,5 +245,50 @@ impl Peer for PeerServer {
             learners,
             joined,
         }))
+    }
+
+    async fn forward(
+        &self,
+        request: Request<pb::Payload>,
+    ) -> Result<Response<pb::Payload>, Status> {
+        let deadline = crate::deadline::of(request.metadata());
+        let (request_id, write): (Option<String>, Write) = decode(request.get_ref())?;
+        let running = self.running()?;
+        let result: Result<Written, Error> =
+            match tokio::time::timeout_at(deadline, running.proposer.execute(request_id, write))
+                .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(Error::Unavailable(
+                    "the write did not complete within its deadline; its outcome is unknown: \
+                     retry with the same request_id"
+                        .into(),
+                )),
+            };
+        reply(&result)
+    }
+
+    async fn read_index(
+        &self,
+        request: Request<pb::Payload>,
+    ) -> Result<Response<pb::Payload>, Status> {
+        let deadline = crate::deadline::of(request.metadata());
+        let raft = self.raft()?;
+        let linearizer = tokio::time::timeout_at(
+            deadline,
+            raft.get_read_linearizer(openraft::ReadPolicy::ReadIndex),
+        )
+        .await;
+        let result: Result<u64, Error> = match linearizer {
+            Err(_) => Err(Error::Unavailable(
+                "leadership not confirmed by a quorum within the deadline".into(),
+            )),
+            Ok(Ok(linearizer)) => Ok(linearizer.read_log_id().index()),
+            Ok(Err(openraft::errors::RaftError::APIError(
+                openraft::errors::LinearizableReadError::ForwardToLeader(f),
+            ))) => Err(not_leader(*raft.node_id(), f.leader_id)),
+            Ok(Err(e)) => Err(Error::Unavailable(format!("no read index: {e}"))),
+        };
+        reply(&result)
     }
 }

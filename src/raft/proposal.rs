@@ -9,8 +9,11 @@ use super::{NodeId, Raft};
 use crate::error::Error;
 use crate::state::{Command, Op, Outcome};
 
-/// Proposes `op` under `request_id` and returns what applying it produced. A master
-/// that is not the leader answers UNAVAILABLE naming the leader it knows.
+/// Proposes `op` under `request_id` and returns what applying it produced.
+///
+/// A master that is not the leader proposes nothing and answers [`Error::NotLeader`].
+/// Any other failure leaves the outcome unknown (the entry may still commit): only a
+/// retry under the same request id is then safe.
 pub async fn propose(raft: &Raft, request_id: Option<String>, op: Op) -> Result<Outcome, Error> {
     let command = Command {
         request_id,
@@ -22,6 +25,11 @@ pub async fn propose(raft: &Raft, request_id: Option<String>, op: Op) -> Result<
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
             Err(not_leader(*raft.node_id(), f.leader_id))
         }
+        Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => Err(Error::Unavailable(
+            "leadership changed while the write was in flight; its outcome is unknown: retry with \
+             the same request_id"
+                .into(),
+        )),
         Err(RaftError::APIError(other)) => Err(Error::Unavailable(other.to_string())),
         Err(RaftError::Fatal(fatal)) => Err(Error::Unavailable(format!("raft stopped: {fatal}"))),
     }
@@ -29,10 +37,7 @@ pub async fn propose(raft: &Raft, request_id: Option<String>, op: Op) -> Result<
 
 /// The error of a master asked to do what only the leader does.
 pub fn not_leader(me: NodeId, leader: Option<NodeId>) -> Error {
-    Error::Unavailable(format!(
-        "master {me} is not the leader (leader: {})",
-        leader.map_or("unknown".into(), |id| id.to_string())
-    ))
+    Error::NotLeader { me, leader }
 }
 
 /// The leader's wall clock, in milliseconds since the UNIX epoch.

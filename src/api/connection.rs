@@ -1,0 +1,141 @@
+//! ConnectionService.
+
+use std::ops::Bound;
+
+use tonic::{Request, Response, Status};
+
+use super::convert::connection;
+use super::pb::connection_service_server::ConnectionService;
+use super::pb::{
+    Connection, CreateConnectionRequest, DeleteConnectionRequest, DeleteConnectionResponse,
+    GetConnectionRequest, JoinConnectionRequest, ListConnectionsRequest, ListConnectionsResponse,
+};
+use super::{ClientApi, optional, page, parse_or_default, unexpected};
+use crate::error::Error;
+use crate::leader::Write;
+use crate::state::{self, Outcome};
+
+#[tonic::async_trait]
+impl ConnectionService for ClientApi {
+    async fn create_connection(
+        &self,
+        request: Request<CreateConnectionRequest>,
+    ) -> Result<Response<Connection>, Status> {
+        let req = request.get_ref().clone();
+        let write = Write::CreateConnection {
+            session_id: req.session_id,
+            connection_type: parse_or_default(&req.r#type, "type")?,
+            role: parse_or_default(&req.role, "role")?,
+            server_data: req.server_data,
+        };
+        match self.apply(&request, req.request_id, write).await? {
+            Outcome::Connection {
+                connection: c,
+                media_node_id,
+            } => Ok(Response::new(connection(&c, media_node_id.as_deref()))),
+            other => Err(unexpected(other).into()),
+        }
+    }
+
+    async fn get_connection(
+        &self,
+        request: Request<GetConnectionRequest>,
+    ) -> Result<Response<Connection>, Status> {
+        let req = request.get_ref();
+        self.read_barrier(&request, req.consistency).await?;
+        let applied = crate::raft::read(&self.applied);
+        let session = applied
+            .state
+            .session(&req.session_id)
+            .ok_or_else(|| Error::from(state::Error::not_found("session", &req.session_id)))?;
+        let c = session.connection(&req.connection_id).ok_or_else(|| {
+            Error::from(state::Error::not_found(
+                "connection",
+                format!("{}/{}", req.session_id, req.connection_id),
+            ))
+        })?;
+        Ok(Response::new(connection(
+            c,
+            session.media_node_id.as_deref(),
+        )))
+    }
+
+    async fn list_connections(
+        &self,
+        request: Request<ListConnectionsRequest>,
+    ) -> Result<Response<ListConnectionsResponse>, Status> {
+        let req = request.get_ref();
+        self.read_barrier(&request, req.consistency).await?;
+        let applied = crate::raft::read(&self.applied);
+        let session = applied
+            .state
+            .session(&req.session_id)
+            .ok_or_else(|| Error::from(state::Error::not_found("session", &req.session_id)))?;
+        let node = session.media_node_id.as_deref();
+        let start = match optional(req.page_token.clone()) {
+            Some(after) => Bound::Excluded(after),
+            None => Bound::Unbounded,
+        };
+        let (connections, next_page_token) = page(
+            session
+                .connections
+                .range::<String, _>((start, Bound::Unbounded))
+                .map(|(_, c)| connection(c, node)),
+            req.page_size,
+            |c| c.id.clone(),
+        );
+        Ok(Response::new(ListConnectionsResponse {
+            connections,
+            next_page_token,
+        }))
+    }
+
+    async fn join_connection(
+        &self,
+        request: Request<JoinConnectionRequest>,
+    ) -> Result<Response<Connection>, Status> {
+        let req = request.get_ref().clone();
+        let ip = match optional(req.ip) {
+            Some(ip) => ip,
+            None => request
+                .remote_addr()
+                .map(|addr| addr.ip().to_string())
+                .unwrap_or_default(),
+        };
+        let write = Write::JoinConnection {
+            token: req.token,
+            ip,
+            client_data: req.client_data,
+        };
+        match self.apply(&request, req.request_id, write).await? {
+            Outcome::Connection {
+                connection: c,
+                media_node_id,
+            } => Ok(Response::new(connection(&c, media_node_id.as_deref()))),
+            other => Err(unexpected(other).into()),
+        }
+    }
+
+    async fn delete_connection(
+        &self,
+        request: Request<DeleteConnectionRequest>,
+    ) -> Result<Response<DeleteConnectionResponse>, Status> {
+        let req = request.get_ref().clone();
+        let write = Write::DeleteConnection {
+            session_id: req.session_id,
+            connection_id: req.connection_id,
+        };
+        match self.apply(&request, req.request_id, write).await? {
+            Outcome::ConnectionDeleted {
+                session_id,
+                connection_id,
+                session_destroyed,
+            } => Ok(Response::new(DeleteConnectionResponse {
+                session_id,
+                connection_id,
+                session_destroyed,
+            })),
+            other => Err(unexpected(other).into()),
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! MediaNodeService. Heartbeats (soft load kept in the leader's memory) arrive with
+//! load-aware placement; until then Heartbeat answers UNIMPLEMENTED.
+
+use tonic::{Request, Response, Status};
+
+use super::convert::media_node;
+use super::pb::media_node_service_server::MediaNodeService;
+use super::pb::{
+    DeregisterMediaNodeRequest, DeregisterMediaNodeResponse, GetMediaNodeRequest, HeartbeatRequest,
+    HeartbeatResponse, ListMediaNodesRequest, ListMediaNodesResponse, MediaNode,
+    RegisterMediaNodeRequest, SetMediaNodeStatusRequest,
+};
+use super::{ClientApi, optional, page, parse, unexpected};
+use crate::error::Error;
+use crate::leader::Write;
+use crate::state::{self, Outcome, State};
+
+/// The sessions `node_id` serves, by id.
+fn sessions_on(state: &State, node_id: &str) -> Vec<String> {
+    state.sessions_on(node_id).map(|s| s.id.clone()).collect()
+}
+
+#[tonic::async_trait]
+impl MediaNodeService for ClientApi {
+    async fn register_media_node(
+        &self,
+        request: Request<RegisterMediaNodeRequest>,
+    ) -> Result<Response<MediaNode>, Status> {
+        let req = request.get_ref().clone();
+        let write = Write::RegisterMediaNode {
+            id: req.id,
+            uri: req.uri,
+            environment_id: req.environment_id,
+            cores: req.cores,
+        };
+        match self.apply(&request, req.request_id, write).await? {
+            Outcome::MediaNode(node) => Ok(Response::new(media_node(&node, Vec::new()))),
+            other => Err(unexpected(other).into()),
+        }
+    }
+
+    async fn heartbeat(
+        &self,
+        _request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        Err(Status::unimplemented(
+            "media-node heartbeats are not implemented yet",
+        ))
+    }
+
+    async fn get_media_node(
+        &self,
+        request: Request<GetMediaNodeRequest>,
+    ) -> Result<Response<MediaNode>, Status> {
+        let req = request.get_ref();
+        self.read_barrier(&request, req.consistency).await?;
+        let applied = crate::raft::read(&self.applied);
+        let node = applied
+            .state
+            .media_node(&req.id)
+            .ok_or_else(|| Error::from(state::Error::not_found("media node", &req.id)))?;
+        Ok(Response::new(media_node(
+            node,
+            sessions_on(&applied.state, &node.id),
+        )))
+    }
+
+    async fn list_media_nodes(
+        &self,
+        request: Request<ListMediaNodesRequest>,
+    ) -> Result<Response<ListMediaNodesResponse>, Status> {
+        let req = request.get_ref();
+        self.read_barrier(&request, req.consistency).await?;
+        let applied = crate::raft::read(&self.applied);
+        let after = optional(req.page_token.clone());
+        let (media_nodes, next_page_token) = page(
+            applied
+                .state
+                .media_nodes()
+                .filter(|node| {
+                    after
+                        .as_deref()
+                        .is_none_or(|after| node.id.as_str() > after)
+                })
+                .map(|node| media_node(node, sessions_on(&applied.state, &node.id))),
+            req.page_size,
+            |n| n.id.clone(),
+        );
+        Ok(Response::new(ListMediaNodesResponse {
+            media_nodes,
+            next_page_token,
+        }))
+    }
+
+    async fn set_media_node_status(
+        &self,
+        request: Request<SetMediaNodeStatusRequest>,
+    ) -> Result<Response<MediaNode>, Status> {
+        let req = request.get_ref().clone();
+        let write = Write::SetMediaNodeStatus {
+            id: req.id,
+            status: parse(&req.status, "status")?,
+        };
+        match self.apply(&request, req.request_id, write).await? {
+            Outcome::MediaNode(node) => {
+                let applied = crate::raft::read(&self.applied);
+                Ok(Response::new(media_node(
+                    &node,
+                    sessions_on(&applied.state, &node.id),
+                )))
+            }
+            other => Err(unexpected(other).into()),
+        }
+    }
+
+    async fn deregister_media_node(
+        &self,
+        request: Request<DeregisterMediaNodeRequest>,
+    ) -> Result<Response<DeregisterMediaNodeResponse>, Status> {
+        let req = request.get_ref().clone();
+        let write = Write::DeregisterMediaNode {
+            id: req.id,
+            force: req.force,
+        };
+        match self.apply(&request, req.request_id, write).await? {
+            Outcome::MediaNodeDeregistered {
+                media_node: node,
+                displaced_sessions,
+            } => Ok(Response::new(DeregisterMediaNodeResponse {
+                media_node: Some(media_node(&node, displaced_sessions.clone())),
+                displaced_session_ids: displaced_sessions,
+            })),
+            other => Err(unexpected(other).into()),
+        }
+    }
+}

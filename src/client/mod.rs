@@ -1,0 +1,462 @@
+//! The typed Rust client of the Chorus API, used by the CLI, the tests, the chaos suite
+//! and the benches.
+//!
+//! A [`Client`] knows every master's client-port address. Each call goes to the master
+//! that answered last; when a master is unreachable or answers UNAVAILABLE (it lost the
+//! leader, or is stopping), the same request goes to the next one, until the call's
+//! overall timeout. Writes always carry a `request_id` (one is drawn when the caller
+//! gave none) and every retry of a write reuses it, so a write whose first attempt was
+//! applied before its answer got lost is not applied again.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), tonic::Status> {
+//! use chorus::api::pb;
+//! let client = chorus::client::Client::new(&["127.0.0.1:7001", "127.0.0.1:7002"], "secret")?;
+//! let session = client.create_session(pb::CreateSessionRequest::default()).await?;
+//! let token = client
+//!     .create_connection(pb::CreateConnectionRequest {
+//!         session_id: session.id.clone(),
+//!         ..Default::default()
+//!     })
+//!     .await?
+//!     .token;
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rand::distr::{Alphanumeric, SampleString};
+use tokio::time::Instant;
+use tonic::codegen::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+
+use crate::api::pb;
+use crate::auth::BearerToken;
+
+/// One master's channel, with the API secret on every call.
+pub type Authed = InterceptedService<Channel, BearerToken>;
+
+/// The largest answer the client accepts (a long list page).
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// Random characters in a drawn request id (62^22 ≈ 2^131).
+const REQUEST_ID_CHARS: usize = 22;
+
+/// How long calls may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// One attempt against one master. Long enough for a write to wait out an
+    /// election on a master that is still in touch with the others.
+    pub attempt: Duration,
+    /// The whole call, every retry included.
+    pub total: Duration,
+    /// How long to wait before another round when every master refused.
+    pub backoff: Duration,
+    /// How long to wait for a TCP connection to a master.
+    pub connect: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            attempt: Duration::from_secs(3),
+            total: Duration::from_secs(15),
+            backoff: Duration::from_millis(100),
+            connect: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A client of a Chorus cluster; cheap to clone, safe to share between tasks.
+#[derive(Clone)]
+pub struct Client {
+    endpoints: Arc<[String]>,
+    channels: Arc<[Authed]>,
+    /// The master that answered last: calls start there.
+    preferred: Arc<AtomicUsize>,
+    timeouts: Timeouts,
+}
+
+/// Whether another master (or the same one later) may succeed where this attempt failed.
+fn retryable(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        // UNAVAILABLE: no leader, no quorum, master stopping or unreachable.
+        // DEADLINE_EXCEEDED: the attempt's own timeout. CANCELLED/UNKNOWN: the
+        // connection broke mid-call.
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
+    )
+}
+
+/// A fresh idempotency key.
+pub fn new_request_id() -> String {
+    format!(
+        "req_{}",
+        Alphanumeric.sample_string(&mut rand::rng(), REQUEST_ID_CHARS)
+    )
+}
+
+/// Fills an empty request id in.
+fn ensure_request_id(id: &mut String) {
+    if id.is_empty() {
+        *id = new_request_id();
+    }
+}
+
+impl Client {
+    /// A client of the masters at `endpoints` (`host:port` or `http://host:port`),
+    /// presenting `api_secret`, with default timeouts.
+    pub fn new(endpoints: &[impl AsRef<str>], api_secret: &str) -> Result<Self, Status> {
+        Self::with_timeouts(endpoints, api_secret, Timeouts::default())
+    }
+
+    /// A client with chosen timeouts.
+    pub fn with_timeouts(
+        endpoints: &[impl AsRef<str>],
+        api_secret: &str,
+        timeouts: Timeouts,
+    ) -> Result<Self, Status> {
+        if endpoints.is_empty() {
+            return Err(Status::invalid_argument("no endpoints given"));
+        }
+        let token = BearerToken::new(api_secret)?;
+        let mut names = Vec::new();
+        let mut channels = Vec::new();
+        for endpoint in endpoints {
+            let endpoint = endpoint.as_ref().trim();
+            let uri = if endpoint.contains("://") {
+                endpoint.to_owned()
+            } else {
+                format!("http://{endpoint}")
+            };
+            let channel = Endpoint::from_shared(uri)
+                .map_err(|e| Status::invalid_argument(format!("endpoint `{endpoint}`: {e}")))?
+                .connect_timeout(timeouts.connect)
+                .tcp_nodelay(true)
+                .connect_lazy();
+            names.push(endpoint.to_owned());
+            channels.push(InterceptedService::new(channel, token.clone()));
+        }
+        Ok(Client {
+            endpoints: names.into(),
+            channels: channels.into(),
+            preferred: Arc::default(),
+            timeouts,
+        })
+    }
+
+    /// The masters this client knows, in the order given.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// Sends `message` with `call`, trying the masters in turn (see the module doc).
+    async fn call<M, R, F, Fut>(&self, message: M, call: F) -> Result<R, Status>
+    where
+        M: Clone,
+        F: Fn(Authed, Request<M>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<R>, Status>>,
+    {
+        let deadline = Instant::now() + self.timeouts.total;
+        let first = self.preferred.load(Ordering::Relaxed);
+        let n = self.channels.len();
+        let mut attempt = 0;
+        loop {
+            let i = (first + attempt) % n;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let limit = self.timeouts.attempt.min(left);
+            let mut request = Request::new(message.clone());
+            request.set_timeout(limit);
+            let result = tokio::time::timeout(limit, call(self.channels[i].clone(), request))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Status::deadline_exceeded(format!(
+                        "{} did not answer within {limit:?}",
+                        self.endpoints[i]
+                    )))
+                });
+            let status = match result {
+                Ok(response) => {
+                    self.preferred.store(i, Ordering::Relaxed);
+                    return Ok(response.into_inner());
+                }
+                Err(status) if retryable(&status) => status,
+                Err(status) => return Err(status),
+            };
+            attempt += 1;
+            if attempt % n == 0 {
+                tokio::time::sleep_until(deadline.min(Instant::now() + self.timeouts.backoff))
+                    .await;
+            }
+            if Instant::now() >= deadline {
+                return Err(Status::new(
+                    status.code(),
+                    format!(
+                        "no master answered within {:?}; last error from {}: {}",
+                        self.timeouts.total,
+                        self.endpoints[i],
+                        status.message()
+                    ),
+                ));
+            }
+        }
+    }
+
+    /// `call` on one master only, with no retry: for tools that inspect each master.
+    async fn call_one<M, R, F, Fut>(&self, index: usize, message: M, call: F) -> Result<R, Status>
+    where
+        F: FnOnce(Authed, Request<M>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<R>, Status>>,
+    {
+        let channel = self
+            .channels
+            .get(index)
+            .ok_or_else(|| Status::invalid_argument(format!("no endpoint #{index}")))?;
+        let mut request = Request::new(message);
+        request.set_timeout(self.timeouts.attempt);
+        tokio::time::timeout(self.timeouts.attempt, call(channel.clone(), request))
+            .await
+            .unwrap_or_else(|_| Err(Status::deadline_exceeded("no answer in time")))
+            .map(tonic::Response::into_inner)
+    }
+}
+
+/// The generated client of a service over an authenticated channel.
+macro_rules! service {
+    ($client:ident, $channel:expr) => {
+        $client::new($channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    };
+}
+
+use pb::cluster_service_client::ClusterServiceClient;
+use pb::connection_service_client::ConnectionServiceClient;
+use pb::license_service_client::LicenseServiceClient;
+use pb::media_node_service_client::MediaNodeServiceClient;
+use pb::session_service_client::SessionServiceClient;
+
+/// Defines a retried call: `$name(request) -> response` over `$service::$method`.
+macro_rules! rpc {
+    ($(#[$doc:meta])* $name:ident, $service:ident, $method:ident, $req:ty => $resp:ty) => {
+        $(#[$doc])*
+        pub async fn $name(&self, request: $req) -> Result<$resp, Status> {
+            self.call(request, |channel, request| async move {
+                service!($service, channel).$method(request).await
+            })
+            .await
+        }
+    };
+    ($(#[$doc:meta])* write $name:ident, $service:ident, $method:ident, $req:ty => $resp:ty) => {
+        $(#[$doc])*
+        ///
+        /// Draws a `request_id` when the request has none; every retry reuses it.
+        pub async fn $name(&self, mut request: $req) -> Result<$resp, Status> {
+            ensure_request_id(&mut request.request_id);
+            self.call(request, |channel, request| async move {
+                service!($service, channel).$method(request).await
+            })
+            .await
+        }
+    };
+}
+
+impl Client {
+    rpc!(
+        /// SessionService.CreateSession.
+        write create_session, SessionServiceClient, create_session,
+        pb::CreateSessionRequest => pb::Session
+    );
+    rpc!(
+        /// SessionService.GetSession.
+        get_session, SessionServiceClient, get_session,
+        pb::GetSessionRequest => pb::Session
+    );
+    rpc!(
+        /// SessionService.ListSessions (one page).
+        list_sessions, SessionServiceClient, list_sessions,
+        pb::ListSessionsRequest => pb::ListSessionsResponse
+    );
+    rpc!(
+        /// SessionService.DeleteSession.
+        write delete_session, SessionServiceClient, delete_session,
+        pb::DeleteSessionRequest => pb::DeleteSessionResponse
+    );
+    rpc!(
+        /// ConnectionService.CreateConnection.
+        write create_connection, ConnectionServiceClient, create_connection,
+        pb::CreateConnectionRequest => pb::Connection
+    );
+    rpc!(
+        /// ConnectionService.GetConnection.
+        get_connection, ConnectionServiceClient, get_connection,
+        pb::GetConnectionRequest => pb::Connection
+    );
+    rpc!(
+        /// ConnectionService.ListConnections (one page).
+        list_connections, ConnectionServiceClient, list_connections,
+        pb::ListConnectionsRequest => pb::ListConnectionsResponse
+    );
+    rpc!(
+        /// ConnectionService.JoinConnection.
+        write join_connection, ConnectionServiceClient, join_connection,
+        pb::JoinConnectionRequest => pb::Connection
+    );
+    rpc!(
+        /// ConnectionService.DeleteConnection.
+        write delete_connection, ConnectionServiceClient, delete_connection,
+        pb::DeleteConnectionRequest => pb::DeleteConnectionResponse
+    );
+    rpc!(
+        /// MediaNodeService.RegisterMediaNode.
+        write register_media_node, MediaNodeServiceClient, register_media_node,
+        pb::RegisterMediaNodeRequest => pb::MediaNode
+    );
+    rpc!(
+        /// MediaNodeService.Heartbeat.
+        heartbeat, MediaNodeServiceClient, heartbeat,
+        pb::HeartbeatRequest => pb::HeartbeatResponse
+    );
+    rpc!(
+        /// MediaNodeService.GetMediaNode.
+        get_media_node, MediaNodeServiceClient, get_media_node,
+        pb::GetMediaNodeRequest => pb::MediaNode
+    );
+    rpc!(
+        /// MediaNodeService.ListMediaNodes (one page).
+        list_media_nodes, MediaNodeServiceClient, list_media_nodes,
+        pb::ListMediaNodesRequest => pb::ListMediaNodesResponse
+    );
+    rpc!(
+        /// MediaNodeService.SetMediaNodeStatus.
+        write set_media_node_status, MediaNodeServiceClient, set_media_node_status,
+        pb::SetMediaNodeStatusRequest => pb::MediaNode
+    );
+    rpc!(
+        /// MediaNodeService.DeregisterMediaNode.
+        write deregister_media_node, MediaNodeServiceClient, deregister_media_node,
+        pb::DeregisterMediaNodeRequest => pb::DeregisterMediaNodeResponse
+    );
+    rpc!(
+        /// LicenseService.GetLicenseStatus.
+        license_status, LicenseServiceClient, get_license_status,
+        pb::GetLicenseStatusRequest => pb::LicenseStatus
+    );
+    rpc!(
+        /// ClusterService.GetClusterStatus, from whichever master answers.
+        cluster_status, ClusterServiceClient, get_cluster_status,
+        pb::GetClusterStatusRequest => pb::ClusterStatus
+    );
+    rpc!(
+        /// ClusterService.AddLearner.
+        add_learner, ClusterServiceClient, add_learner,
+        pb::AddLearnerRequest => pb::ClusterStatus
+    );
+    rpc!(
+        /// ClusterService.ChangeMembership.
+        change_membership, ClusterServiceClient, change_membership,
+        pb::ChangeMembershipRequest => pb::ClusterStatus
+    );
+    rpc!(
+        /// ClusterService.TransferLeadership.
+        transfer_leadership, ClusterServiceClient, transfer_leadership,
+        pb::TransferLeadershipRequest => pb::ClusterStatus
+    );
+    rpc!(
+        /// ClusterService.TriggerSnapshot.
+        trigger_snapshot, ClusterServiceClient, trigger_snapshot,
+        pb::TriggerSnapshotRequest => pb::TriggerSnapshotResponse
+    );
+
+    /// ClusterService.GetClusterStatus from the master at `endpoints()[index]`, without
+    /// retrying elsewhere: what that master itself sees.
+    pub async fn cluster_status_of(&self, index: usize) -> Result<pb::ClusterStatus, Status> {
+        self.call_one(
+            index,
+            pb::GetClusterStatusRequest {},
+            |channel, request| async move {
+                service!(ClusterServiceClient, channel)
+                    .get_cluster_status(request)
+                    .await
+            },
+        )
+        .await
+    }
+
+    /// Every session, following the pages.
+    pub async fn all_sessions(
+        &self,
+        consistency: pb::Consistency,
+    ) -> Result<Vec<pb::Session>, Status> {
+        let mut sessions = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = self
+                .list_sessions(pb::ListSessionsRequest {
+                    page_size: 0,
+                    page_token,
+                    consistency: consistency as i32,
+                })
+                .await?;
+            sessions.extend(page.sessions);
+            if page.next_page_token.is_empty() {
+                return Ok(sessions);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drawn_request_ids_are_distinct_and_kept() {
+        let mut a = String::new();
+        let mut b = String::new();
+        ensure_request_id(&mut a);
+        ensure_request_id(&mut b);
+        assert!(a.starts_with("req_") && a.len() == 4 + REQUEST_ID_CHARS);
+        assert_ne!(a, b);
+        let mut given = "mine".to_owned();
+        ensure_request_id(&mut given);
+        assert_eq!(given, "mine");
+        crate::state::validate_request_id(&a).expect("a drawn id is a valid request id");
+    }
+
+    #[test]
+    fn only_transient_failures_are_retried() {
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::Cancelled,
+            Code::Unknown,
+        ] {
+            assert!(retryable(&Status::new(code, "")), "{code:?}");
+        }
+        for code in [
+            Code::InvalidArgument,
+            Code::NotFound,
+            Code::AlreadyExists,
+            Code::FailedPrecondition,
+            Code::ResourceExhausted,
+            Code::Unauthenticated,
+            Code::Internal,
+        ] {
+            assert!(!retryable(&Status::new(code, "")), "{code:?}");
+        }
+    }
+
+    #[test]
+    fn no_endpoints_is_an_error() {
+        let none: [&str; 0] = [];
+        assert_eq!(
+            Client::new(&none, "s").err().map(|s| s.code()),
+            Some(Code::InvalidArgument)
+        );
+    }
+}
