@@ -48,6 +48,9 @@ pub struct Config {
     pub client_addr: SocketAddr,
     /// Where Raft traffic and forwarding between masters listens.
     pub peer_addr: SocketAddr,
+    /// The address the other masters reach this one at, when it differs from
+    /// `peer_addr` (behind NAT or a proxy); `peers` must list this one for this master.
+    pub advertise_peer_addr: Option<String>,
     /// Peer addresses of the voters that form the group at first start, by node id.
     pub peers: BTreeMap<u64, String>,
     /// Directory of this master's sled database.
@@ -95,6 +98,7 @@ pub struct FileConfig {
     pub id: Option<u64>,
     pub client_addr: Option<String>,
     pub peer_addr: Option<String>,
+    pub advertise_peer_addr: Option<String>,
     pub peers: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub api_secret: Option<String>,
@@ -138,6 +142,9 @@ pub struct ServeArgs {
     /// Peer (Raft) listen address, host:port.
     #[arg(long, env = "CHORUS_PEER_ADDR")]
     pub peer_addr: Option<String>,
+    /// The address other masters reach this one at, if not peer_addr (NAT, proxy).
+    #[arg(long, env = "CHORUS_ADVERTISE_PEER_ADDR")]
+    pub advertise_peer_addr: Option<String>,
     /// Peer addresses of all voters: 1=host:port,2=host:port,...
     #[arg(long, env = "CHORUS_PEERS")]
     pub peers: Option<String>,
@@ -200,6 +207,7 @@ impl Config {
             id,
             client_addr,
             peer_addr,
+            advertise_peer_addr: pick!(advertise_peer_addr),
             peers,
             data_dir: pick!(data_dir).ok_or_else(|| invalid("data_dir", "is required"))?,
             api_secret: pick!(api_secret).ok_or_else(|| invalid("api_secret", "is required"))?,
@@ -237,12 +245,19 @@ impl Config {
         // waits to be added as a learner.
         if let Some(addr) = self.peers.get(&self.id) {
             let listed: Option<SocketAddr> = addr.parse().ok();
-            if listed.is_some_and(|listed| listed.port() != self.peer_addr.port()) {
+            let mismatch = match &self.advertise_peer_addr {
+                Some(advertised) => advertised != addr,
+                None => listed.is_some_and(|listed| listed.port() != self.peer_addr.port()),
+            };
+            if mismatch {
                 return Err(invalid(
                     "peers",
                     format!(
-                        "lists {addr} for this master (id {}) but peer_addr is {}",
-                        self.id, self.peer_addr
+                        "lists {addr} for this master (id {}) but it is reached at {}",
+                        self.id,
+                        self.advertise_peer_addr
+                            .clone()
+                            .unwrap_or_else(|| self.peer_addr.to_string())
                     ),
                 ));
             }

@@ -147,6 +147,7 @@ async fn master_down_long_catches_up_by_snapshot() {
         3,
         Options {
             snapshot_logs_since_last: 20,
+            ..Options::default()
         },
     );
     let leader = cluster.leader().await;
@@ -370,6 +371,7 @@ async fn whole_cluster_killed_and_restarted_keeps_every_acknowledged_write() {
         3,
         Options {
             snapshot_logs_since_last: 20,
+            ..Options::default()
         },
     );
     cluster.leader().await;

@@ -20,6 +20,7 @@ mod session;
 
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::Router;
+use tower::layer::util::{Identity, Stack};
 
 pub use forward::Forwarder;
 pub use health::report_health;
@@ -46,6 +47,12 @@ const SERVICE_NAMES: [&str; 5] = [
     "chorus.v1.LicenseService",
     "chorus.v1.ClusterService",
 ];
+
+/// A response rewrite applied to every call on the client port.
+type Rewrite = fn(HttpResponse) -> HttpResponse;
+type HttpResponse = tonic::codegen::http::Response<tonic::body::Body>;
+/// The client port's router, with its response rewrite.
+pub type ClientRouter = Router<Stack<tower::util::MapResponseLayer<Rewrite>, Identity>>;
 
 /// Page size when a list request names none.
 const DEFAULT_PAGE_SIZE: usize = 100;
@@ -92,7 +99,7 @@ impl ClientApi {
         health: tonic_health::pb::health_server::HealthServer<
             impl tonic_health::pb::health_server::Health,
         >,
-    ) -> Result<Router, tonic_reflection::server::Error> {
+    ) -> Result<ClientRouter, tonic_reflection::server::Error> {
         let limit = self.max_message_bytes;
         macro_rules! secured {
             ($server:ty) => {
@@ -104,17 +111,26 @@ impl ClientApi {
                 )
             };
         }
-        let mut reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .with_service_name("grpc.health.v1.Health");
-        for name in SERVICE_NAMES {
-            reflection = reflection.with_service_name(name);
-        }
-        let reflection = reflection.build_v1()?;
+        let reflection = || {
+            let mut builder = tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .with_service_name("grpc.health.v1.Health");
+            for name in SERVICE_NAMES {
+                builder = builder.with_service_name(name);
+            }
+            builder
+        };
+        // grpcurl and friends speak v1 or, older ones, v1alpha: serve both.
+        let reflection_alpha = reflection().build_v1alpha()?;
+        let reflection = reflection().build_v1()?;
         Ok(tonic::transport::Server::builder()
+            .layer(tower::util::MapResponseLayer::new(
+                oversize_is_resource_exhausted as Rewrite,
+            ))
             .add_service(health)
             .add_service(reflection)
+            .add_service(reflection_alpha)
             .add_service(secured!(
                 pb::session_service_server::SessionServiceServer<ClientApi>
             ))
@@ -178,6 +194,27 @@ impl ClientApi {
             )),
         }
     }
+}
+
+/// tonic refuses a request over the message-size limit with OUT_OF_RANGE; gRPC's own
+/// convention, and Chorus's rule for every limit, is RESOURCE_EXHAUSTED. Such a refusal
+/// is a trailers-only response, so its status is in the headers and is rewritten there.
+fn oversize_is_resource_exhausted<B>(
+    mut response: tonic::codegen::http::Response<B>,
+) -> tonic::codegen::http::Response<B> {
+    let headers = response.headers_mut();
+    let too_large = headers.get("grpc-status").is_some_and(|s| s == "11")
+        && headers
+            .get("grpc-message")
+            .and_then(|m| m.to_str().ok())
+            .is_some_and(|m| m.contains("message%20length%20too%20large"));
+    if too_large {
+        headers.insert(
+            "grpc-status",
+            tonic::codegen::http::HeaderValue::from_static("8"),
+        );
+    }
+    response
 }
 
 /// An outcome of another kind than the op asked for can only be a remembered response:

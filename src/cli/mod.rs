@@ -1,9 +1,12 @@
 //! The `chorus` subcommands.
 //!
-//! `serve` runs one master; `dev` runs a local group of masters in one process. The client
-//! commands arrive with the client API.
+//! `serve` runs one master; `dev` runs a local group of masters in one process; the
+//! client commands (`cluster`, `session`, `connection`, `node`, `license`) call the API
+//! of a running cluster through [`crate::client`].
 
+mod client;
 mod dev;
+mod output;
 
 use std::process::ExitCode;
 
@@ -25,15 +28,34 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Run a local group of masters on loopback, with a temporary data dir.
     Dev(dev::DevArgs),
+    /// Inspect and change the group of masters.
+    Cluster(client::ClusterArgs),
+    /// Create, show, list and delete sessions.
+    Session(client::SessionArgs),
+    /// Create, show, list, join and delete connections.
+    Connection(client::ConnectionArgs),
+    /// Register and manage media nodes.
+    Node(client::NodeArgs),
+    /// Show the license status.
+    License(client::LicenseArgs),
 }
 
 impl Cli {
     /// Runs the chosen subcommand to completion.
     pub async fn run(self) -> ExitCode {
-        let result = match self.command {
+        let called = match self.command {
             Command::Serve(args) => serve(*args).await,
             Command::Dev(args) => dev::run(args).await,
+            Command::Cluster(args) => args.run().await.map_err(Into::into),
+            Command::Session(args) => args.run().await.map_err(Into::into),
+            Command::Connection(args) => args.run().await.map_err(Into::into),
+            Command::Node(args) => args.run().await.map_err(Into::into),
+            Command::License(args) => args.run().await.map_err(Into::into),
         };
+        let result = called.map_err(|e| match e.downcast::<tonic::Status>() {
+            Ok(status) => format!("{}: {}", code_name(status.code()), status.message()).into(),
+            Err(other) => other,
+        });
         match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -41,6 +63,30 @@ impl Cli {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// The canonical name of a gRPC status code, as other gRPC tools print it.
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
     }
 }
 

@@ -345,12 +345,11 @@ impl Proposer {
     fn least_loaded_node(&self) -> Option<String> {
         let applied = read(&self.applied);
         let state = &applied.state;
-        let chosen = state
+        state
             .media_nodes()
             .filter(|node| node.status == MediaNodeStatus::Running)
             .min_by_key(|node| (state.sessions_on(&node.id).count(), node.id.clone()))
-            .map(|node| node.id.clone());
-        chosen
+            .map(|node| node.id.clone())
     }
 
     async fn add_learner(

@@ -6,6 +6,9 @@
 
 #![allow(dead_code)]
 
+mod proxy;
+pub use proxy::Proxy;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -96,12 +99,19 @@ impl Master {
 #[derive(Clone)]
 pub struct Options {
     pub snapshot_logs_since_last: u64,
+    /// Put a cuttable [`Proxy`] in front of every master's peer port (the addresses in
+    /// `--peers` are the proxies'), so a test can cut a master off. Needs a tokio runtime.
+    pub proxied: bool,
+    /// More `chorus serve` flags, e.g. limits.
+    pub extra_args: Vec<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             snapshot_logs_since_last: 10_000,
+            proxied: false,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -110,6 +120,8 @@ pub struct Cluster {
     pub masters: BTreeMap<u64, Master>,
     pub peers: BTreeMap<u64, String>,
     pub options: Options,
+    /// With `Options::proxied`, the proxy in front of each master's peer port.
+    pub proxies: BTreeMap<u64, Proxy>,
     dir: tempfile::TempDir,
 }
 
@@ -120,6 +132,7 @@ impl Cluster {
         let mut cluster = Cluster {
             masters: BTreeMap::new(),
             peers: BTreeMap::new(),
+            proxies: BTreeMap::new(),
             options,
             dir,
         };
@@ -129,10 +142,35 @@ impl Cluster {
                 .insert(id, format!("127.0.0.1:{}", free_port()));
         }
         for id in 1..=n {
-            let peer_addr = cluster.peers[&id].clone();
+            let listed = cluster.peers[&id].clone();
+            let peer_addr = if cluster.options.proxied {
+                let real = format!("127.0.0.1:{}", free_port());
+                let listener = TcpListener::bind(&listed).unwrap();
+                cluster
+                    .proxies
+                    .insert(id, Proxy::start(listener, real.clone()));
+                real
+            } else {
+                listed
+            };
             cluster.spawn(id, peer_addr, format!("127.0.0.1:{}", free_port()));
         }
         cluster
+    }
+
+    /// A typed client of masters `ids`, tried in that order.
+    pub fn client(&self, ids: &[u64]) -> chorus::client::Client {
+        let endpoints: Vec<&str> = ids
+            .iter()
+            .map(|id| self.masters[id].client_addr.as_str())
+            .collect();
+        chorus::client::Client::new(&endpoints, API_SECRET).unwrap()
+    }
+
+    /// A typed client of every master.
+    pub fn client_all(&self) -> chorus::client::Client {
+        let ids: Vec<u64> = self.masters.keys().copied().collect();
+        self.client(&ids)
     }
 
     /// Starts a new master that is not in `--peers` (a joiner), returning its peer address.
@@ -173,6 +211,13 @@ impl Cluster {
             .args(["--id", &master.id.to_string()])
             .args(["--client-addr", &master.client_addr])
             .args(["--peer-addr", &master.peer_addr])
+            .args(
+                self.proxies
+                    .contains_key(&master.id)
+                    .then(|| ["--advertise-peer-addr", &self.peers[&master.id]])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(["--peers", &peers.join(",")])
             .arg("--data-dir")
             .arg(&master.data_dir)
@@ -180,6 +225,7 @@ impl Cluster {
                 "--snapshot-logs-since-last",
                 &self.options.snapshot_logs_since_last.to_string(),
             ])
+            .args(&self.options.extra_args)
             .env("CHORUS_API_SECRET", API_SECRET)
             .env("CHORUS_CLUSTER_SECRET", CLUSTER_SECRET)
             .env("RUST_LOG", "info,openraft=warn")

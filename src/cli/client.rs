@@ -1,0 +1,618 @@
+//! The client commands: `chorus cluster|session|connection|node|license …`.
+//!
+//! Each builds a [`Client`] from `--endpoints` and `--api-secret` (or `CHORUS_ENDPOINTS`
+//! and `CHORUS_API_SECRET`, as `chorus dev` prints them), makes one call (a list follows
+//! every page unless a page is asked for) and prints the result (see [`output`]). A
+//! failure prints the gRPC code and message on stderr and exits non-zero.
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use tonic::Status;
+
+use super::output::{self, Format, Render};
+use crate::api::pb;
+use crate::client::{Client, Timeouts};
+
+/// How a client command reaches the cluster.
+#[derive(Debug, Args)]
+pub struct Connect {
+    /// Client-port addresses of the masters, comma-separated; tried in turn.
+    #[arg(long, env = "CHORUS_ENDPOINTS", value_delimiter = ',', global = true)]
+    endpoints: Vec<String>,
+    /// The API secret.
+    #[arg(long, env = "CHORUS_API_SECRET", hide_env_values = true, global = true)]
+    api_secret: Option<String>,
+    /// Output format.
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_enum,
+        default_value = "table",
+        global = true
+    )]
+    output: Format,
+    /// Give up after this many seconds, retries included.
+    #[arg(long, default_value_t = 15, global = true)]
+    timeout: u64,
+    /// Serve reads from the answering master's state at once, even if it lags.
+    #[arg(long, global = true)]
+    stale: bool,
+}
+
+impl Connect {
+    fn client(&self) -> Result<Client, Status> {
+        if self.endpoints.is_empty() {
+            return Err(Status::invalid_argument(
+                "no endpoints: pass --endpoints or set CHORUS_ENDPOINTS",
+            ));
+        }
+        let secret = self.api_secret.as_deref().ok_or_else(|| {
+            Status::invalid_argument("no API secret: pass --api-secret or set CHORUS_API_SECRET")
+        })?;
+        let total = Duration::from_secs(self.timeout.max(1));
+        let timeouts = Timeouts {
+            total,
+            attempt: Timeouts::default().attempt.min(total),
+            ..Timeouts::default()
+        };
+        Client::with_timeouts(&self.endpoints, secret, timeouts)
+    }
+
+    fn consistency(&self) -> i32 {
+        if self.stale {
+            pb::Consistency::Stale as i32
+        } else {
+            pb::Consistency::Linearizable as i32
+        }
+    }
+}
+
+/// `chorus cluster …`
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    connect: Connect,
+    #[command(subcommand)]
+    command: ClusterCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// The group as one master sees it: leader, term, members.
+    Status,
+    /// Add a master as a non-voting learner.
+    AddLearner {
+        /// Its node id.
+        #[arg(long)]
+        id: u64,
+        /// Its peer-port address.
+        #[arg(long)]
+        peer_addr: String,
+        /// Return only once it caught up.
+        #[arg(long)]
+        blocking: bool,
+    },
+    /// Set the voters (joint consensus, then the new set).
+    ChangeMembership {
+        /// The complete new set of voters, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        voters: Vec<u64>,
+        /// Keep removed voters as learners.
+        #[arg(long)]
+        retain: bool,
+    },
+    /// Hand leadership to another voter.
+    TransferLeader {
+        /// The voter to lead.
+        #[arg(long)]
+        to: u64,
+    },
+    /// Make the answering master snapshot its state now.
+    Snapshot,
+}
+
+/// `chorus session …`
+#[derive(Debug, Args)]
+pub struct SessionArgs {
+    #[command(flatten)]
+    connect: Connect,
+    #[command(subcommand)]
+    command: SessionCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionCommand {
+    /// Create a session.
+    Create {
+        /// A custom id (^[A-Za-z0-9_-]{1,100}$); default: a generated ses_….
+        #[arg(long)]
+        id: Option<String>,
+        /// ROUTED or RELAYED.
+        #[arg(long)]
+        media_mode: Option<String>,
+        /// MANUAL or ALWAYS.
+        #[arg(long)]
+        recording_mode: Option<String>,
+        /// MEDIA_SERVER_PREFERRED_OPTIONS, VP8, VP9, H264, AV1 or NONE.
+        #[arg(long)]
+        forced_video_codec: Option<String>,
+        /// Let the media node transcode streams that do not match the codec.
+        #[arg(long)]
+        allow_transcoding: bool,
+        /// Place it on this RUNNING media node now.
+        #[arg(long)]
+        media_node: Option<String>,
+        /// Idempotency key; default: a fresh one.
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// Show a session and its connections.
+    Get {
+        /// The session id.
+        id: String,
+    },
+    /// List sessions (every page, unless --page-size or --page-token is given).
+    List {
+        #[command(flatten)]
+        page: Page,
+    },
+    /// Delete a session and its connections.
+    Delete {
+        /// The session id.
+        id: String,
+        /// Idempotency key; default: a fresh one.
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+}
+
+/// Paging of list commands.
+#[derive(Debug, Args)]
+struct Page {
+    /// Ask for one page of at most this many results.
+    #[arg(long)]
+    page_size: Option<u32>,
+    /// Continue after a previous page.
+    #[arg(long)]
+    page_token: Option<String>,
+}
+
+impl Page {
+    fn single(&self) -> bool {
+        self.page_size.is_some() || self.page_token.is_some()
+    }
+}
+
+/// `chorus connection …`
+#[derive(Debug, Args)]
+pub struct ConnectionArgs {
+    #[command(flatten)]
+    connect: Connect,
+    #[command(subcommand)]
+    command: ConnectionCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConnectionCommand {
+    /// Create a PENDING connection and its single-use token.
+    Create {
+        /// The session.
+        session: String,
+        /// WEBRTC or IPCAM.
+        #[arg(long = "type")]
+        connection_type: Option<String>,
+        /// SUBSCRIBER, PUBLISHER or MODERATOR.
+        #[arg(long)]
+        role: Option<String>,
+        /// Data the application attaches.
+        #[arg(long, default_value = "")]
+        server_data: String,
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// Show a connection.
+    Get {
+        /// The session.
+        session: String,
+        /// The connection id.
+        id: String,
+    },
+    /// List a session's connections.
+    List {
+        /// The session.
+        session: String,
+        #[command(flatten)]
+        page: Page,
+    },
+    /// Use a token: its connection becomes ACTIVE.
+    Join {
+        /// The tok_… token.
+        token: String,
+        /// The participant's address; default: this machine's, as the master sees it.
+        #[arg(long)]
+        ip: Option<String>,
+        /// Data the participant attaches.
+        #[arg(long)]
+        client_data: Option<String>,
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// Remove a connection.
+    Delete {
+        /// The session.
+        session: String,
+        /// The connection id.
+        id: String,
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+}
+
+/// `chorus node …`
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    connect: Connect,
+    #[command(subcommand)]
+    command: NodeCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeCommand {
+    /// Register a media node (LAUNCHING until its first heartbeat).
+    Register {
+        /// The node id.
+        id: String,
+        /// Where its media server listens.
+        #[arg(long)]
+        uri: String,
+        /// The hosting environment's id for it.
+        #[arg(long, default_value = "")]
+        environment_id: String,
+        /// Its CPU cores.
+        #[arg(long, default_value_t = 1)]
+        cores: u32,
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// Show a media node.
+    Get {
+        /// The node id.
+        id: String,
+    },
+    /// List media nodes.
+    List {
+        #[command(flatten)]
+        page: Page,
+    },
+    /// Move a node along its status graph.
+    SetStatus {
+        /// The node id.
+        id: String,
+        /// The new status (e.g. RUNNING, WAITING_IDLE_TO_TERMINATE, TERMINATING).
+        status: String,
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// Remove a node from the registry.
+    Deregister {
+        /// The node id.
+        id: String,
+        /// Re-place its sessions instead of refusing.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+}
+
+/// `chorus license …`
+#[derive(Debug, Args)]
+pub struct LicenseArgs {
+    #[command(flatten)]
+    connect: Connect,
+    #[command(subcommand)]
+    command: LicenseCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum LicenseCommand {
+    /// Status, trust and usage.
+    Status,
+}
+
+fn show(value: &impl Render, connect: &Connect) -> Result<(), Status> {
+    output::print(value, connect.output);
+    Ok(())
+}
+
+impl ClusterArgs {
+    pub async fn run(self) -> Result<(), Status> {
+        let c = &self.connect;
+        let client = c.client()?;
+        match self.command {
+            ClusterCommand::Status => show(
+                &client
+                    .cluster_status(pb::GetClusterStatusRequest {})
+                    .await?,
+                c,
+            ),
+            ClusterCommand::AddLearner {
+                id,
+                peer_addr,
+                blocking,
+            } => show(
+                &client
+                    .add_learner(pb::AddLearnerRequest {
+                        id,
+                        peer_addr,
+                        blocking,
+                    })
+                    .await?,
+                c,
+            ),
+            ClusterCommand::ChangeMembership { voters, retain } => show(
+                &client
+                    .change_membership(pb::ChangeMembershipRequest { voters, retain })
+                    .await?,
+                c,
+            ),
+            ClusterCommand::TransferLeader { to } => show(
+                &client
+                    .transfer_leadership(pb::TransferLeadershipRequest { to })
+                    .await?,
+                c,
+            ),
+            ClusterCommand::Snapshot => show(
+                &client
+                    .trigger_snapshot(pb::TriggerSnapshotRequest {})
+                    .await?,
+                c,
+            ),
+        }
+    }
+}
+
+impl SessionArgs {
+    pub async fn run(self) -> Result<(), Status> {
+        let c = &self.connect;
+        let client = c.client()?;
+        match self.command {
+            SessionCommand::Create {
+                id,
+                media_mode,
+                recording_mode,
+                forced_video_codec,
+                allow_transcoding,
+                media_node,
+                request_id,
+            } => show(
+                &client
+                    .create_session(pb::CreateSessionRequest {
+                        custom_session_id: id.unwrap_or_default(),
+                        media_mode: media_mode.unwrap_or_default(),
+                        recording_mode: recording_mode.unwrap_or_default(),
+                        forced_video_codec: forced_video_codec.unwrap_or_default(),
+                        allow_transcoding,
+                        media_node_id: media_node.unwrap_or_default(),
+                        request_id: request_id.unwrap_or_default(),
+                    })
+                    .await?,
+                c,
+            ),
+            SessionCommand::Get { id } => show(
+                &client
+                    .get_session(pb::GetSessionRequest {
+                        session_id: id,
+                        consistency: c.consistency(),
+                    })
+                    .await?,
+                c,
+            ),
+            SessionCommand::List { page } => {
+                let mut request = pb::ListSessionsRequest {
+                    page_size: page.page_size.unwrap_or(0),
+                    page_token: page.page_token.clone().unwrap_or_default(),
+                    consistency: c.consistency(),
+                };
+                let mut all = client.list_sessions(request.clone()).await?;
+                while !page.single() && !all.next_page_token.is_empty() {
+                    request.page_token = std::mem::take(&mut all.next_page_token);
+                    let next = client.list_sessions(request.clone()).await?;
+                    all.sessions.extend(next.sessions);
+                    all.next_page_token = next.next_page_token;
+                }
+                show(&all, c)
+            }
+            SessionCommand::Delete { id, request_id } => show(
+                &client
+                    .delete_session(pb::DeleteSessionRequest {
+                        session_id: id,
+                        request_id: request_id.unwrap_or_default(),
+                    })
+                    .await?,
+                c,
+            ),
+        }
+    }
+}
+
+impl ConnectionArgs {
+    pub async fn run(self) -> Result<(), Status> {
+        let c = &self.connect;
+        let client = c.client()?;
+        match self.command {
+            ConnectionCommand::Create {
+                session,
+                connection_type,
+                role,
+                server_data,
+                request_id,
+            } => show(
+                &client
+                    .create_connection(pb::CreateConnectionRequest {
+                        session_id: session,
+                        r#type: connection_type.unwrap_or_default(),
+                        role: role.unwrap_or_default(),
+                        server_data,
+                        request_id: request_id.unwrap_or_default(),
+                    })
+                    .await?,
+                c,
+            ),
+            ConnectionCommand::Get { session, id } => show(
+                &client
+                    .get_connection(pb::GetConnectionRequest {
+                        session_id: session,
+                        connection_id: id,
+                        consistency: c.consistency(),
+                    })
+                    .await?,
+                c,
+            ),
+            ConnectionCommand::List { session, page } => {
+                let mut request = pb::ListConnectionsRequest {
+                    session_id: session,
+                    page_size: page.page_size.unwrap_or(0),
+                    page_token: page.page_token.clone().unwrap_or_default(),
+                    consistency: c.consistency(),
+                };
+                let mut all = client.list_connections(request.clone()).await?;
+                while !page.single() && !all.next_page_token.is_empty() {
+                    request.page_token = std::mem::take(&mut all.next_page_token);
+                    let next = client.list_connections(request.clone()).await?;
+                    all.connections.extend(next.connections);
+                    all.next_page_token = next.next_page_token;
+                }
+                show(&all, c)
+            }
+            ConnectionCommand::Join {
+                token,
+                ip,
+                client_data,
+                request_id,
+            } => show(
+                &client
+                    .join_connection(pb::JoinConnectionRequest {
+                        token,
+                        ip: ip.unwrap_or_default(),
+                        client_data,
+                        request_id: request_id.unwrap_or_default(),
+                    })
+                    .await?,
+                c,
+            ),
+            ConnectionCommand::Delete {
+                session,
+                id,
+                request_id,
+            } => show(
+                &client
+                    .delete_connection(pb::DeleteConnectionRequest {
+                        session_id: session,
+                        connection_id: id,
+                        request_id: request_id.unwrap_or_default(),
+                    })
+                    .await?,
+                c,
+            ),
+        }
+    }
+}
+
+impl NodeArgs {
+    pub async fn run(self) -> Result<(), Status> {
+        let c = &self.connect;
+        let client = c.client()?;
+        match self.command {
+            NodeCommand::Register {
+                id,
+                uri,
+                environment_id,
+                cores,
+                request_id,
+            } => show(
+                &client
+                    .register_media_node(pb::RegisterMediaNodeRequest {
+                        id,
+                        uri,
+                        environment_id,
+                        cores,
+                        request_id: request_id.unwrap_or_default(),
+                    })
+                    .await?,
+                c,
+            ),
+            NodeCommand::Get { id } => show(
+                &client
+                    .get_media_node(pb::GetMediaNodeRequest {
+                        id,
+                        consistency: c.consistency(),
+                    })
+                    .await?,
+                c,
+            ),
+            NodeCommand::List { page } => {
+                let mut request = pb::ListMediaNodesRequest {
+                    page_size: page.page_size.unwrap_or(0),
+                    page_token: page.page_token.clone().unwrap_or_default(),
+                    consistency: c.consistency(),
+                };
+                let mut all = client.list_media_nodes(request.clone()).await?;
+                while !page.single() && !all.next_page_token.is_empty() {
+                    request.page_token = std::mem::take(&mut all.next_page_token);
+                    let next = client.list_media_nodes(request.clone()).await?;
+                    all.media_nodes.extend(next.media_nodes);
+                    all.next_page_token = next.next_page_token;
+                }
+                show(&all, c)
+            }
+            NodeCommand::SetStatus {
+                id,
+                status,
+                request_id,
+            } => show(
+                &client
+                    .set_media_node_status(pb::SetMediaNodeStatusRequest {
+                        id,
+                        status,
+                        request_id: request_id.unwrap_or_default(),
+                    })
+                    .await?,
+                c,
+            ),
+            NodeCommand::Deregister {
+                id,
+                force,
+                request_id,
+            } => show(
+                &client
+                    .deregister_media_node(pb::DeregisterMediaNodeRequest {
+                        id,
+                        force,
+                        request_id: request_id.unwrap_or_default(),
+                    })
+                    .await?,
+                c,
+            ),
+        }
+    }
+}
+
+impl LicenseArgs {
+    pub async fn run(self) -> Result<(), Status> {
+        let c = &self.connect;
+        let client = c.client()?;
+        match self.command {
+            LicenseCommand::Status => show(
+                &client
+                    .license_status(pb::GetLicenseStatusRequest {
+                        consistency: c.consistency(),
+                    })
+                    .await?,
+                c,
+            ),
+        }
+    }
+}
