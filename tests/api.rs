@@ -594,6 +594,20 @@ async fn a_write_retried_with_its_request_id_across_a_leader_kill_applies_once()
     // Without the request id, the same create is a new request and is refused.
     let again = client.create_session(create("room")).await.unwrap_err();
     assert_eq!(again.code(), Code::AlreadyExists);
+
+    // With no quorum left, a write waits for a leader until its deadline, then answers
+    // UNAVAILABLE; it never tells the client to go find the leader itself.
+    let last = survivors[1];
+    cluster.master(survivors[0]).kill();
+    let stranded = impatient(&cluster, last)
+        .create_session(create("no-quorum"))
+        .await
+        .unwrap_err();
+    assert_eq!(stranded.code(), Code::Unavailable, "{stranded:?}");
+    assert!(
+        !stranded.message().contains("not the leader"),
+        "{stranded:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,7 @@
 //! The `chorus` binary's own commands, run as a user would.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
@@ -82,4 +84,120 @@ fn serve_refuses_a_bad_config_naming_the_key() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("`peer_addr`"), "{stderr}");
+}
+
+/// Runs a client command against `endpoints`; returns (success, stdout, stderr).
+fn chorus(endpoints: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_chorus"))
+        .args(args)
+        .env("CHORUS_ENDPOINTS", endpoints)
+        .env("CHORUS_API_SECRET", common::API_SECRET)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// Runs a client command that must succeed with `-o json`, and parses its one object.
+fn json(endpoints: &str, args: &[&str]) -> serde_json::Value {
+    let mut args = args.to_vec();
+    args.extend(["-o", "json"]);
+    let (ok, stdout, stderr) = chorus(endpoints, &args);
+    assert!(ok, "chorus {args:?} failed: {stderr}");
+    assert_eq!(stdout.lines().count(), 1, "one object per result: {stdout}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// The client commands work against a real cluster through `CHORUS_ENDPOINTS`, even
+/// when the first endpoint is a dead master; JSON output uses the proto's snake_case
+/// names; failures exit non-zero with the gRPC code on stderr.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_commands_print_json_follow_failover_and_fail_with_the_code() {
+    let mut cluster = common::Cluster::start(3, common::Options::default());
+    let leader = cluster.leader().await;
+    let dead = *cluster.masters.keys().find(|id| **id != leader).unwrap();
+    cluster.master(dead).kill();
+    let mut order = vec![dead];
+    order.extend(cluster.running());
+    let endpoints = order
+        .iter()
+        .map(|id| cluster.masters[id].client_addr.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let e = endpoints.as_str();
+
+    let status = json(e, &["cluster", "status"]);
+    assert_eq!(status["leader_id"], leader);
+    assert!(status["term"].as_u64().unwrap() > 0);
+    let members = status["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3);
+    for member in members {
+        assert!(
+            member["id"].is_u64() && member["role"].is_string(),
+            "{member}"
+        );
+        assert!(member["last_applied"].is_u64(), "{member}");
+    }
+
+    let node = json(
+        e,
+        &[
+            "node",
+            "register",
+            "media-1",
+            "--uri",
+            "ws://127.0.0.1:9",
+            "--cores",
+            "8",
+        ],
+    );
+    assert_eq!(
+        (node["status"].as_str(), node["cores"].as_u64()),
+        (Some("LAUNCHING"), Some(8))
+    );
+    json(e, &["node", "set-status", "media-1", "RUNNING"]);
+    let session = json(e, &["session", "create", "--id", "cli-room"]);
+    assert_eq!(session["id"], "cli-room");
+    assert_eq!(session["media_mode"], "ROUTED");
+    let connection = json(
+        e,
+        &["connection", "create", "cli-room", "--role", "MODERATOR"],
+    );
+    assert_eq!(connection["role"], "MODERATOR");
+    assert_eq!(connection["media_node_id"], "media-1");
+    let token = connection["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("tok_"), "{token}");
+    let joined = json(e, &["connection", "join", &token, "--client-data", "hi"]);
+    assert_eq!(joined["status"], "ACTIVE");
+    let got = json(e, &["session", "get", "cli-room"]);
+    assert_eq!(got["connections"][0]["client_data"], "hi");
+    assert_eq!(got["connections"][0]["type"], "WEBRTC");
+    let listed = json(e, &["session", "list"]);
+    assert_eq!(listed["sessions"][0]["id"], "cli-room");
+    assert_eq!(listed["next_page_token"], "");
+    let nodes = json(e, &["node", "list", "--stale"]);
+    assert_eq!(nodes["media_nodes"][0]["session_ids"][0], "cli-room");
+    let license = json(e, &["license", "status"]);
+    assert_eq!(license["status"], "VALID");
+
+    let (ok, stdout, _) = chorus(e, &["session", "list"]);
+    assert!(ok);
+    assert!(
+        stdout.starts_with("ID ") && stdout.contains("cli-room"),
+        "{stdout}"
+    );
+
+    let (ok, _, stderr) = chorus(e, &["session", "get", "nope"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("NOT_FOUND") && stderr.contains("nope"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = chorus(e, &["connection", "join", &token]);
+    assert!(!ok);
+    assert!(stderr.contains("FAILED_PRECONDITION"), "{stderr}");
 }

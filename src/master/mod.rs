@@ -24,10 +24,10 @@ use std::time::Duration;
 use openraft::async_runtime::WatchReceiver;
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::service::interceptor::InterceptedService;
+use tonic::transport::server::TcpIncoming;
 use tracing::Instrument;
 
 pub use formation::{Formation, FormationError};
@@ -169,7 +169,7 @@ impl Master {
             BearerCheck::new(&config.cluster_secret),
         );
         let peer_stop = stop.clone();
-        let peer_incoming = TcpListenerStream::new(listeners.peer);
+        let peer_incoming = incoming(listeners.peer);
         tasks.spawn(
             async move {
                 let result = tonic::transport::Server::builder()
@@ -253,7 +253,7 @@ impl Master {
             .router(BearerCheck::new(&config.api_secret), health_service)
             .map_err(|e| StartError::Raft(format!("reflection: {e}")))?;
         let client_stop = stop.clone();
-        let client_incoming = TcpListenerStream::new(listeners.client);
+        let client_incoming = incoming(listeners.client);
         tasks.spawn(
             async move {
                 let result = router
@@ -386,6 +386,13 @@ impl Master {
             tracing::warn!("no other master took over within {HANDOVER_DEADLINE:?}");
         }
     }
+}
+
+/// The connections accepted on `listener`, with Nagle's algorithm off: a small gRPC
+/// reply held back waiting for the peer's delayed ACK costs tens of milliseconds.
+/// (tonic sets this only on listeners it binds itself.)
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 /// Runs a master until `shutdown` resolves, then stops it gracefully.
