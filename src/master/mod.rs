@@ -130,6 +130,12 @@ fn raft_config(config: &Config) -> Result<Arc<openraft::Config>, StartError> {
         purge_batch_size: (config.snapshot_logs_since_last / 10).clamp(1, 256),
         // The whole snapshot travels in one streamed RPC; give it time.
         install_snapshot_timeout: 60_000,
+        // A restarted leader must win a new election, whose first entry tells it what is
+        // committed. Restoring leadership at once (openraft's default) would let it serve
+        // a read index from its persisted commit mark, which lags (it is not fsynced on
+        // its own): a linearizable read after a whole-cluster restart then missed the
+        // last acknowledged write.
+        enable_leader_restore: Some(false),
         ..Default::default()
     };
     raft_config
