@@ -71,6 +71,8 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Limits the leader stamps into the commands it proposes.
     pub limits: Limits,
+    /// A RUNNING media node silent for this long is declared CRASHED.
+    pub node_timeout: Duration,
 }
 
 /// Defaults: the timings suit masters on one LAN; the limits suit a mid-sized cluster.
@@ -89,6 +91,9 @@ pub mod defaults {
     pub const MAX_CONNECTIONS_PER_SESSION: u32 = 1_000;
     /// OpenVidu caps `data` fields at 10 KB in practice; 16 KiB leaves room.
     pub const MAX_DATA_BYTES: u32 = 16 * 1024;
+    /// Five seconds of silence: several missed heartbeats of an agent sending one a
+    /// second, short enough that participants are moved before they give up.
+    pub const NODE_TIMEOUT_MS: u64 = 5_000;
 }
 
 /// The file layer: every key optional, the same names as the flags.
@@ -111,6 +116,7 @@ pub struct FileConfig {
     pub max_sessions: Option<u32>,
     pub max_connections_per_session: Option<u32>,
     pub max_data_bytes: Option<u32>,
+    pub node_timeout_ms: Option<u64>,
 }
 
 impl FileConfig {
@@ -181,6 +187,9 @@ pub struct ServeArgs {
     /// Largest server_data / client_data, bytes.
     #[arg(long, env = "CHORUS_MAX_DATA_BYTES")]
     pub max_data_bytes: Option<u32>,
+    /// A RUNNING media node silent this long is CRASHED, ms.
+    #[arg(long, env = "CHORUS_NODE_TIMEOUT_MS")]
+    pub node_timeout_ms: Option<u64>,
 }
 
 impl Config {
@@ -231,6 +240,9 @@ impl Config {
                     .unwrap_or(defaults::MAX_CONNECTIONS_PER_SESSION),
                 max_data_bytes: pick!(max_data_bytes).unwrap_or(defaults::MAX_DATA_BYTES),
             },
+            node_timeout: Duration::from_millis(
+                pick!(node_timeout_ms).unwrap_or(defaults::NODE_TIMEOUT_MS),
+            ),
         };
         config.validate()?;
         Ok(config)
@@ -269,6 +281,9 @@ impl Config {
             if secret.len() < 8 {
                 return Err(invalid(key, "must be at least 8 characters"));
             }
+        }
+        if self.node_timeout < Duration::from_millis(100) {
+            return Err(invalid("node_timeout_ms", "must be at least 100"));
         }
         if self.heartbeat_interval.is_zero() {
             return Err(invalid("heartbeat_ms", "must be positive"));

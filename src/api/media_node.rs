@@ -1,5 +1,6 @@
-//! MediaNodeService. Heartbeats (soft load kept in the leader's memory) arrive with
-//! load-aware placement; until then Heartbeat answers UNIMPLEMENTED.
+//! MediaNodeService. Heartbeats go to the leader like writes, but only their effect on
+//! a node's status is logged; the load stays in the leader's memory (see
+//! [`crate::leader::Fleet`]).
 
 use tonic::{Request, Response, Status};
 
@@ -41,11 +42,19 @@ impl MediaNodeService for ClientApi {
 
     async fn heartbeat(
         &self,
-        _request: Request<HeartbeatRequest>,
+        request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
-        Err(Status::unimplemented(
-            "media-node heartbeats are not implemented yet",
-        ))
+        let req = request.get_ref().clone();
+        let write = Write::Heartbeat {
+            node_id: req.node_id,
+            load: req.load,
+        };
+        match self.apply(&request, String::new(), write).await? {
+            Outcome::MediaNode(node) => Ok(Response::new(HeartbeatResponse {
+                status: node.status.to_string(),
+            })),
+            other => Err(unexpected(other).into()),
+        }
     }
 
     async fn get_media_node(

@@ -3,12 +3,18 @@
 //!
 //! - [`Proposer`] executes client writes: it turns a [`Write`] into a command (the
 //!   leader's clock, ids and tokens from its CSPRNG, a media node) and proposes it;
-//! - leader-only tasks run while this master leads. Today there is one,
-//!   [`record_joined_masters`]; media-node liveness, session re-placement and license
-//!   checks join it as they arrive.
+//! - [`Fleet`] is the leader's soft view of the media nodes (heartbeats, load, sessions
+//!   placed since), from which it chooses nodes for new sessions;
+//! - leader-only tasks run while this master leads: [`record_joined_masters`], and
+//!   [`tend_media_nodes`], which declares silent nodes CRASHED and places every
+//!   session waiting for a node.
 
+mod fleet;
+mod media_nodes;
 mod write;
 
+pub use fleet::{Fleet, LOAD_PER_PLACED_SESSION, sessions_per_node};
+pub use media_nodes::tend_media_nodes;
 pub use write::{Proposer, Write, Written};
 
 use std::collections::BTreeSet;

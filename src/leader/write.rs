@@ -21,6 +21,7 @@ use rand::RngCore;
 use rand::distr::{Alphanumeric, SampleString};
 use serde::{Deserialize, Serialize};
 
+use super::fleet::{Fleet, sessions_per_node};
 use crate::error::Error;
 use crate::raft::{Raft, SharedApplied, TypeConfig, not_leader, propose, read};
 use crate::state::{
@@ -40,7 +41,7 @@ const LEARNER_CATCH_UP: Duration = Duration::from_secs(10);
 const TRANSFER_DEADLINE: Duration = Duration::from_secs(10);
 
 /// A client's write, as it reached the API: nothing drawn, stamped or chosen yet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Write {
     /// SessionService.CreateSession.
     CreateSession {
@@ -85,6 +86,9 @@ pub enum Write {
     SetMediaNodeStatus { id: String, status: MediaNodeStatus },
     /// MediaNodeService.DeregisterMediaNode.
     DeregisterMediaNode { id: String, force: bool },
+    /// MediaNodeService.Heartbeat: soft state for the leader's memory, logged only when
+    /// it changes the node's status (LAUNCHING or CRASHED to RUNNING).
+    Heartbeat { node_id: String, load: f64 },
     /// ClusterService.AddLearner.
     AddLearner {
         id: u64,
@@ -155,6 +159,12 @@ impl Write {
             Write::SetMediaNodeStatus { id, .. } | Write::DeregisterMediaNode { id, .. } => {
                 state::validate_media_node_id(id).map_err(|e| rename(e, "id"))?
             }
+            Write::Heartbeat { node_id, load } => {
+                state::validate_media_node_id(node_id).map_err(|e| rename(e, "node_id"))?;
+                if !(0.0..=100.0).contains(load) {
+                    return Err(Error::invalid("load", "must be a CPU load from 0 to 100"));
+                }
+            }
             Write::AddLearner { id, peer_addr, .. } => {
                 if *id == 0 {
                     return Err(Error::invalid("id", "must be non-zero"));
@@ -206,15 +216,18 @@ pub struct Proposer {
     raft: Raft,
     applied: SharedApplied,
     limits: Limits,
+    fleet: Fleet,
 }
 
 impl Proposer {
-    /// A proposer for this master's `raft`, copying `limits` into the ops they govern.
-    pub fn new(raft: Raft, applied: SharedApplied, limits: Limits) -> Self {
+    /// A proposer for this master's `raft`, copying `limits` into the ops they govern
+    /// and placing sessions with the leader's view of the media nodes, `fleet`.
+    pub fn new(raft: Raft, applied: SharedApplied, limits: Limits, fleet: Fleet) -> Self {
         Proposer {
             raft,
             applied,
             limits,
+            fleet,
         }
     }
 
@@ -235,6 +248,7 @@ impl Proposer {
                 return self.change_membership(voters, retain).await;
             }
             Write::TransferLeadership { to } => return self.transfer_leadership(to).await,
+            Write::Heartbeat { node_id, load } => return self.heartbeat(node_id, load).await,
             domain => self.prepare(domain),
         };
         propose(&self.raft, request_id, op)
@@ -274,7 +288,7 @@ impl Proposer {
                 role,
                 server_data,
             } => {
-                let place_on = self.least_loaded_node();
+                let place_on = self.placement_for(&session_id);
                 Op::CreateConnection(NewConnection {
                     session_id,
                     connection_id: format!(
@@ -334,22 +348,52 @@ impl Proposer {
             }
             Write::AddLearner { .. }
             | Write::ChangeMembership { .. }
-            | Write::TransferLeadership { .. } => {
-                unreachable!("membership writes are executed before prepare")
+            | Write::TransferLeadership { .. }
+            | Write::Heartbeat { .. } => {
+                unreachable!("membership writes and heartbeats are executed before prepare")
             }
         }
     }
 
-    /// The RUNNING node serving the fewest sessions (ties: the smallest id), for a
-    /// session placed by its first connection.
-    fn least_loaded_node(&self) -> Option<String> {
+    /// The node to place `session_id` on if its first connection arrives now: `None`
+    /// when it is placed already (or gone; applying will say so).
+    fn placement_for(&self, session_id: &str) -> Option<String> {
         let applied = read(&self.applied);
         let state = &applied.state;
-        state
-            .media_nodes()
-            .filter(|node| node.status == MediaNodeStatus::Running)
-            .min_by_key(|node| (state.sessions_on(&node.id).count(), node.id.clone()))
-            .map(|node| node.id.clone())
+        if state.session(session_id)?.is_placed() {
+            return None;
+        }
+        self.fleet.place(
+            state,
+            &sessions_per_node(state),
+            tokio::time::Instant::now(),
+        )
+    }
+
+    /// A heartbeat reaching the leader: noted in memory, and logged only when it brings
+    /// the node to RUNNING. Answers the node as the registry records it.
+    async fn heartbeat(&self, node_id: String, load: f64) -> Result<Written, Error> {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        if metrics.current_leader != Some(metrics.id) {
+            return Err(not_leader(metrics.id, metrics.current_leader));
+        }
+        let node = read(&self.applied)
+            .state
+            .media_node(&node_id)
+            .cloned()
+            .ok_or_else(|| Error::from(state::Error::not_found("media node", &node_id)))?;
+        self.fleet
+            .heartbeat(&node_id, load, tokio::time::Instant::now());
+        if !matches!(
+            node.status,
+            MediaNodeStatus::Launching | MediaNodeStatus::Crashed
+        ) {
+            return Ok(Written::Outcome(Outcome::MediaNode(node)));
+        }
+        tracing::info!(node = %node_id, from = %node.status, "media node is running");
+        propose(&self.raft, None, Op::MediaNodeSeen { id: node_id })
+            .await
+            .map(Written::Outcome)
     }
 
     async fn add_learner(

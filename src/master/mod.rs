@@ -35,7 +35,7 @@ pub use formation::{Formation, FormationError};
 use crate::api::{ClientApi, Forwarder};
 use crate::auth::BearerCheck;
 use crate::config::Config;
-use crate::leader::Proposer;
+use crate::leader::{Fleet, Proposer};
 use crate::network::pb::peer_server::PeerServer as PeerGrpc;
 use crate::network::{PeerNetwork, PeerServer};
 use crate::raft::{NodeId, Raft, SharedApplied, StateMachineStore};
@@ -214,7 +214,8 @@ impl Master {
         )
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
-        let proposer = Proposer::new(raft.clone(), applied.clone(), config.limits);
+        let fleet = Fleet::default();
+        let proposer = Proposer::new(raft.clone(), applied.clone(), config.limits, fleet.clone());
         peer_server.set_raft(raft.clone(), applied.clone(), proposer.clone());
 
         if formation == Some(Formation::Initialize) {
@@ -233,6 +234,16 @@ impl Master {
         tasks.spawn(
             crate::leader::record_joined_masters(raft.clone(), applied.clone(), stop.clone())
                 .instrument(span.clone()),
+        );
+        tasks.spawn(
+            crate::leader::tend_media_nodes(
+                raft.clone(),
+                applied.clone(),
+                fleet,
+                config.node_timeout,
+                stop.clone(),
+            )
+            .instrument(span.clone()),
         );
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();

@@ -478,3 +478,52 @@ impl Master {
         assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
     }
 }
+
+/// Media nodes played by the test: a task sends a heartbeat for each beating node every
+/// `period` through the typed client (so it follows failovers), until silenced or dropped.
+pub struct Heartbeats {
+    beating: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, f64>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Heartbeats {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Heartbeats {
+    pub fn start(client: chorus::client::Client, period: Duration) -> Heartbeats {
+        let beating = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::<String, f64>::new()));
+        let nodes = beating.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let now: Vec<(String, f64)> = nodes
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|(id, load)| (id.clone(), *load))
+                    .collect();
+                for (node_id, load) in now {
+                    // A failed beat is just a missed beat; the next one follows.
+                    let _ = client
+                        .heartbeat(pb::HeartbeatRequest { node_id, load })
+                        .await;
+                }
+                // The media nodes' own rhythm, not a wait for a condition.
+                tokio::time::sleep(period).await;
+            }
+        });
+        Heartbeats { beating, task }
+    }
+
+    /// Starts (or updates) heartbeats of `node` reporting `load`.
+    pub fn beat(&self, node: &str, load: f64) {
+        self.beating.lock().unwrap().insert(node.to_owned(), load);
+    }
+
+    /// Stops `node`'s heartbeats, as if it died.
+    pub fn silence(&self, node: &str) {
+        self.beating.lock().unwrap().remove(node);
+    }
+}

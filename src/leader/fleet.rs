@@ -1,0 +1,159 @@
+//! The leader's soft view of the media nodes: when each last sent a heartbeat, the load
+//! it reported, and how many sessions the leader placed on it since. None of it is
+//! logged (it changes with every heartbeat); only the decisions drawn from it are.
+//!
+//! - **Liveness.** A RUNNING node not heard from for the node timeout is declared
+//!   CRASHED. Clocks start when this master becomes leader (or first sees the node), so
+//!   a failover never crashes a node whose heartbeats went to the old leader.
+//! - **Placement.** A new session goes to the RUNNING node with the lowest estimated
+//!   load: its last reported CPU load plus [`LOAD_PER_PLACED_SESSION`] for each session
+//!   placed on it since that report, so that a burst of sessions arriving between two
+//!   reports spreads over the nodes instead of piling onto the one that looked idle.
+//!   Ties go to the node serving the fewest sessions, then to the smallest id.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::state::{MediaNodeStatus, State};
+
+/// Load points (of 0–100) a session placed on a node is assumed to add until the node's
+/// next report shows the real figure.
+pub const LOAD_PER_PLACED_SESSION: f64 = 1.0;
+
+/// What the leader knows of one node beyond the replicated registry.
+#[derive(Debug, Clone, Copy)]
+struct Liveness {
+    /// The last heartbeat, or when this leader started watching the node.
+    last_seen: Instant,
+    /// CPU load (0–100) of the last heartbeat; 0 until one arrives.
+    load: f64,
+    /// Sessions placed on it since that heartbeat.
+    placed_since: u32,
+}
+
+impl Liveness {
+    fn fresh(now: Instant) -> Self {
+        Liveness {
+            last_seen: now,
+            load: 0.0,
+            placed_since: 0,
+        }
+    }
+
+    fn estimated_load(&self) -> f64 {
+        self.load + f64::from(self.placed_since) * LOAD_PER_PLACED_SESSION
+    }
+}
+
+/// The leader's soft state of the media nodes; cheap to clone, shared by the API's
+/// heartbeat path, placement and the liveness task.
+#[derive(Clone, Default)]
+pub struct Fleet {
+    nodes: Arc<Mutex<HashMap<String, Liveness>>>,
+}
+
+impl Fleet {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Liveness>> {
+        self.nodes.lock().expect("fleet poisoned")
+    }
+
+    /// Forgets everything: this master just became leader, and every node's clock
+    /// starts now (lazily, as [`Fleet::silent`] first sees each node).
+    pub fn reset(&self) {
+        self.lock().clear();
+    }
+
+    /// Records a heartbeat from `id` with its CPU `load` (0–100).
+    pub fn heartbeat(&self, id: &str, load: f64, now: Instant) {
+        let mut nodes = self.lock();
+        let node = nodes
+            .entry(id.to_owned())
+            .or_insert_with(|| Liveness::fresh(now));
+        node.last_seen = now;
+        node.load = load;
+        node.placed_since = 0;
+    }
+
+    /// The load `id` last reported, if it reported to this leader.
+    pub fn load(&self, id: &str) -> Option<f64> {
+        self.lock().get(id).map(|n| n.load)
+    }
+
+    /// The RUNNING nodes of `state` not heard from within `timeout` of `now`. A node
+    /// seen for the first time starts its clock now.
+    pub fn silent(&self, state: &State, now: Instant, timeout: Duration) -> Vec<String> {
+        let mut nodes = self.lock();
+        state
+            .media_nodes()
+            .filter(|node| node.status == MediaNodeStatus::Running)
+            .filter(|node| {
+                let liveness = nodes
+                    .entry(node.id.clone())
+                    .or_insert_with(|| Liveness::fresh(now));
+                now.duration_since(liveness.last_seen) >= timeout
+            })
+            .map(|node| node.id.clone())
+            .collect()
+    }
+
+    /// Chooses the RUNNING node of `state` for one new session (see the module doc) and
+    /// counts the session against it. `sessions` gives how many each node serves.
+    pub fn place(
+        &self,
+        state: &State,
+        sessions: &BTreeMap<String, usize>,
+        now: Instant,
+    ) -> Option<String> {
+        let mut nodes = self.lock();
+        let chosen = state
+            .media_nodes()
+            .filter(|node| node.status == MediaNodeStatus::Running)
+            .map(|node| {
+                let liveness = *nodes
+                    .entry(node.id.clone())
+                    .or_insert_with(|| Liveness::fresh(now));
+                let hosted = sessions.get(&node.id).copied().unwrap_or(0);
+                (liveness.estimated_load(), hosted, &node.id)
+            })
+            .min_by(|a, b| {
+                a.0.total_cmp(&b.0)
+                    .then(a.1.cmp(&b.1))
+                    .then_with(|| a.2.cmp(b.2))
+            })
+            .map(|(_, _, id)| id.clone())?;
+        if let Some(liveness) = nodes.get_mut(&chosen) {
+            liveness.placed_since += 1;
+        }
+        Some(chosen)
+    }
+
+    /// The average reported load of the RUNNING nodes of `state` (0 when none).
+    pub fn average_load(&self, state: &State) -> (usize, f64) {
+        let nodes = self.lock();
+        let loads: Vec<f64> = state
+            .media_nodes()
+            .filter(|node| node.status == MediaNodeStatus::Running)
+            .map(|node| nodes.get(&node.id).map_or(0.0, |n| n.load))
+            .collect();
+        let average = if loads.is_empty() {
+            0.0
+        } else {
+            loads.iter().sum::<f64>() / loads.len() as f64
+        };
+        (loads.len(), average)
+    }
+}
+
+/// How many sessions each media node serves, in one pass over the sessions.
+pub fn sessions_per_node(state: &State) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for session in state.sessions() {
+        if let Some(node) = &session.media_node_id {
+            *counts.entry(node.clone()).or_insert(0) += 1;
+        }
+    }
+    counts
+}

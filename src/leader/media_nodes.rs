@@ -1,0 +1,159 @@
+//! The leader-only task that tends the media nodes: it declares silent nodes CRASHED
+//! and places every session waiting for a node.
+//!
+//! Both are decisions logged as commands, so whatever this leader managed before dying
+//! is replicated, and the next leader's task simply carries on: it finds the sessions
+//! still waiting (their displacement was logged) and places them. The state machine
+//! refuses a stale decision (placing a session already placed, crashing a node no longer
+//! RUNNING), so no session is ever placed twice nor left on a crashed node.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use openraft::async_runtime::WatchReceiver;
+use rand::RngCore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::fleet::{Fleet, sessions_per_node};
+use crate::raft::{Raft, SharedApplied, propose, read};
+use crate::state::{Op, Outcome};
+
+/// How many placements are in flight at once: enough to re-place a crashed node's
+/// sessions in a few round trips, few enough not to crowd out client writes.
+const PLACEMENTS_IN_FLIGHT: usize = 16;
+
+/// How often the task looks, given the node timeout: often enough that a crash is
+/// declared within a fifth of the timeout of its deadline and a waiting session is
+/// placed promptly, never more than every 20 ms.
+fn period(node_timeout: Duration) -> Duration {
+    (node_timeout / 5).clamp(Duration::from_millis(20), Duration::from_millis(200))
+}
+
+/// Runs until `stop`; acts only while this master leads.
+pub async fn tend_media_nodes(
+    raft: Raft,
+    applied: SharedApplied,
+    fleet: Fleet,
+    node_timeout: Duration,
+    stop: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(period(node_timeout));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut leading = false;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let leads = {
+            let m = raft.metrics().borrow_watched().clone();
+            m.current_leader == Some(m.id)
+        };
+        if !leads {
+            leading = false;
+            continue;
+        }
+        if !leading {
+            // A new leader knows nothing of the heartbeats the old one received: every
+            // node gets a full timeout from now before it can be judged.
+            fleet.reset();
+            leading = true;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = crash_silent_nodes(&raft, &applied, &fleet, node_timeout) => {}
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = place_waiting_sessions(&raft, &applied, &fleet) => {}
+        }
+    }
+}
+
+/// Declares CRASHED every RUNNING node not heard from within `node_timeout`.
+async fn crash_silent_nodes(
+    raft: &Raft,
+    applied: &SharedApplied,
+    fleet: &Fleet,
+    node_timeout: Duration,
+) {
+    let silent = fleet.silent(&read(applied).state, Instant::now(), node_timeout);
+    for id in silent {
+        let mut token_seed = [0u8; 32];
+        rand::rng().fill_bytes(&mut token_seed);
+        let op = Op::MediaNodeCrashed {
+            id: id.clone(),
+            token_seed,
+        };
+        match propose(raft, None, op).await {
+            Ok(Outcome::MediaNodeCrashed {
+                displaced_sessions, ..
+            }) => tracing::warn!(
+                node = %id,
+                timeout_ms = node_timeout.as_millis() as u64,
+                displaced = displaced_sessions.len(),
+                "media node crashed: no heartbeat within the node timeout; re-placing its sessions"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(node = %id, "crash not recorded: {e}"),
+        }
+    }
+}
+
+/// Places every session waiting for a node on the node placement chooses.
+async fn place_waiting_sessions(raft: &Raft, applied: &SharedApplied, fleet: &Fleet) {
+    let plan: Vec<(String, String)> = {
+        let applied = read(applied);
+        let state = &applied.state;
+        let waiting: Vec<&str> = state
+            .sessions_awaiting_placement()
+            .map(|s| s.id.as_str())
+            .collect();
+        if waiting.is_empty() {
+            return;
+        }
+        let sessions = sessions_per_node(state);
+        let now = Instant::now();
+        waiting
+            .into_iter()
+            .map_while(|session| {
+                fleet
+                    .place(state, &sessions, now)
+                    .map(|node| (session.to_owned(), node))
+            })
+            .collect()
+    };
+    if plan.is_empty() {
+        return;
+    }
+    let planned = plan.len();
+    let placed = futures::stream::iter(plan)
+        .map(|(session_id, media_node_id)| {
+            let op = Op::PlaceSession {
+                session_id,
+                media_node_id,
+            };
+            async move { propose(raft, None, op).await.is_ok() }
+        })
+        .buffer_unordered(PLACEMENTS_IN_FLIGHT)
+        .filter(|ok| std::future::ready(*ok))
+        .count()
+        .await;
+    tracing::info!(placed, planned, "placed waiting sessions");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_period_follows_the_timeout_within_bounds() {
+        assert_eq!(period(Duration::from_secs(5)), Duration::from_millis(200));
+        assert_eq!(
+            period(Duration::from_millis(500)),
+            Duration::from_millis(100)
+        );
+        assert_eq!(period(Duration::from_millis(10)), Duration::from_millis(20));
+    }
+}
