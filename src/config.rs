@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::leader::Policy;
 use crate::state::Limits;
 
 /// A configuration that cannot run, with the key that is wrong.
@@ -73,6 +74,8 @@ pub struct Config {
     pub limits: Limits,
     /// A RUNNING media node silent for this long is declared CRASHED.
     pub node_timeout: Duration,
+    /// Autoscaling knobs; `None` when autoscaling advice is off.
+    pub autoscaling: Option<Policy>,
 }
 
 /// Defaults: the timings suit masters on one LAN; the limits suit a mid-sized cluster.
@@ -91,6 +94,12 @@ pub mod defaults {
     pub const MAX_CONNECTIONS_PER_SESSION: u32 = 1_000;
     /// OpenVidu caps `data` fields at 10 KB in practice; 16 KiB leaves room.
     pub const MAX_DATA_BYTES: u32 = 16 * 1024;
+    /// Autoscaling as OpenVidu Pro ships it: off, one to two nodes, load 30–70 %.
+    pub const AUTOSCALING: bool = false;
+    pub const AUTOSCALING_MIN_NODES: u32 = 1;
+    pub const AUTOSCALING_MAX_NODES: u32 = 2;
+    pub const AUTOSCALING_MIN_LOAD: f64 = 30.0;
+    pub const AUTOSCALING_MAX_LOAD: f64 = 70.0;
     /// Five seconds of silence: several missed heartbeats of an agent sending one a
     /// second, short enough that participants are moved before they give up.
     pub const NODE_TIMEOUT_MS: u64 = 5_000;
@@ -117,6 +126,11 @@ pub struct FileConfig {
     pub max_connections_per_session: Option<u32>,
     pub max_data_bytes: Option<u32>,
     pub node_timeout_ms: Option<u64>,
+    pub autoscaling: Option<bool>,
+    pub autoscaling_min_nodes: Option<u32>,
+    pub autoscaling_max_nodes: Option<u32>,
+    pub autoscaling_min_load: Option<f64>,
+    pub autoscaling_max_load: Option<f64>,
 }
 
 impl FileConfig {
@@ -190,6 +204,21 @@ pub struct ServeArgs {
     /// A RUNNING media node silent this long is CRASHED, ms.
     #[arg(long, env = "CHORUS_NODE_TIMEOUT_MS")]
     pub node_timeout_ms: Option<u64>,
+    /// Give autoscaling advice (true/false).
+    #[arg(long, env = "CHORUS_AUTOSCALING")]
+    pub autoscaling: Option<bool>,
+    /// Autoscaling: fewest media nodes to keep running.
+    #[arg(long, env = "CHORUS_AUTOSCALING_MIN_NODES")]
+    pub autoscaling_min_nodes: Option<u32>,
+    /// Autoscaling: most media nodes to run.
+    #[arg(long, env = "CHORUS_AUTOSCALING_MAX_NODES")]
+    pub autoscaling_max_nodes: Option<u32>,
+    /// Autoscaling: average CPU load (%) under which nodes are drained.
+    #[arg(long, env = "CHORUS_AUTOSCALING_MIN_LOAD")]
+    pub autoscaling_min_load: Option<f64>,
+    /// Autoscaling: average CPU load (%) over which nodes are launched.
+    #[arg(long, env = "CHORUS_AUTOSCALING_MAX_LOAD")]
+    pub autoscaling_max_load: Option<f64>,
 }
 
 impl Config {
@@ -243,6 +272,16 @@ impl Config {
             node_timeout: Duration::from_millis(
                 pick!(node_timeout_ms).unwrap_or(defaults::NODE_TIMEOUT_MS),
             ),
+            autoscaling: pick!(autoscaling)
+                .unwrap_or(defaults::AUTOSCALING)
+                .then(|| Policy {
+                    min_nodes: pick!(autoscaling_min_nodes)
+                        .unwrap_or(defaults::AUTOSCALING_MIN_NODES),
+                    max_nodes: pick!(autoscaling_max_nodes)
+                        .unwrap_or(defaults::AUTOSCALING_MAX_NODES),
+                    min_load: pick!(autoscaling_min_load).unwrap_or(defaults::AUTOSCALING_MIN_LOAD),
+                    max_load: pick!(autoscaling_max_load).unwrap_or(defaults::AUTOSCALING_MAX_LOAD),
+                }),
         };
         config.validate()?;
         Ok(config)
@@ -280,6 +319,24 @@ impl Config {
         ] {
             if secret.len() < 8 {
                 return Err(invalid(key, "must be at least 8 characters"));
+            }
+        }
+        if let Some(policy) = &self.autoscaling {
+            if policy.max_nodes == 0 || policy.min_nodes > policy.max_nodes {
+                return Err(invalid(
+                    "autoscaling_max_nodes",
+                    "must be at least 1 and at least autoscaling_min_nodes",
+                ));
+            }
+            let in_range = |load: f64| (0.0..=100.0).contains(&load);
+            if !in_range(policy.min_load)
+                || !in_range(policy.max_load)
+                || policy.min_load >= policy.max_load
+            {
+                return Err(invalid(
+                    "autoscaling_max_load",
+                    "loads are percentages with autoscaling_min_load < autoscaling_max_load",
+                ));
             }
         }
         if self.node_timeout < Duration::from_millis(100) {

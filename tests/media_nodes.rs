@@ -408,3 +408,69 @@ async fn statuses_follow_the_graph_and_draining_nodes_empty_out() {
         .unwrap_err();
     assert_eq!(bad_load.code(), Code::InvalidArgument);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autoscaling_advice_follows_the_load_and_reaches_every_master() {
+    let cluster = Cluster::start(
+        3,
+        Options {
+            extra_args: [
+                "--autoscaling",
+                "true",
+                "--autoscaling-min-nodes",
+                "1",
+                "--autoscaling-max-nodes",
+                "3",
+                "--autoscaling-min-load",
+                "30",
+                "--autoscaling-max-load",
+                "70",
+            ]
+            .map(String::from)
+            .to_vec(),
+            ..Options::default()
+        },
+    );
+    let leader = cluster.leader().await;
+    let follower = *cluster.masters.keys().find(|id| **id != leader).unwrap();
+    let client = cluster.client_all();
+    let beats = Heartbeats::start(client.clone(), BEAT);
+    for id in ["n1", "n2"] {
+        register(&client, id).await;
+    }
+    // n1 serves a session, so n2 is the less busy one.
+    beats.beat("n1", 90.0);
+    wait_status(&cluster, &client, "n1", "RUNNING").await;
+    session_with_connection(&client, "busy").await;
+    beats.beat("n2", 90.0);
+    wait_status(&cluster, &client, "n2", "RUNNING").await;
+
+    // Each scripted load, and the advice every master should come to show.
+    let follower_view = cluster.client(&[follower]);
+    let script: [(f64, u32, &[&str]); 3] = [
+        // 2 × 90 = 180 needs 3 nodes under 70: launch 1.
+        (90.0, 1, &[]),
+        // 2 × 10 = 20: one node carries it; drain the idle one.
+        (10.0, 0, &["n2"]),
+        // 2 × 50: within bounds.
+        (50.0, 0, &[]),
+    ];
+    for (load, launch, drain) in script {
+        beats.beat("n1", load);
+        beats.beat("n2", load);
+        cluster
+            .eventually(&format!("advice for load {load}"), || async {
+                let status = follower_view
+                    .cluster_status(pb::GetClusterStatusRequest {})
+                    .await
+                    .ok()?;
+                let advice = status.autoscaling?;
+                (advice.launch == launch
+                    && advice.drain == drain
+                    && advice.average_load == load as u32
+                    && advice.running == 2)
+                    .then_some(())
+            })
+            .await;
+    }
+}

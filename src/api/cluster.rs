@@ -7,12 +7,12 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::{RaftMetrics, ServerState};
 use tonic::{Request, Response, Status};
 
-use super::ClientApi;
 use super::pb::cluster_service_server::ClusterService;
 use super::pb::{
     AddLearnerRequest, ChangeMembershipRequest, ClusterStatus, GetClusterStatusRequest, Member,
     TransferLeadershipRequest, TriggerSnapshotRequest, TriggerSnapshotResponse,
 };
+use super::{ClientApi, pb};
 use crate::error::Error;
 use crate::leader::{Write, Written};
 use crate::raft::{TypeConfig, read};
@@ -34,6 +34,16 @@ fn role_name(state: ServerState) -> &'static str {
 impl ClientApi {
     fn status_from(&self, m: &RaftMetrics<TypeConfig>) -> ClusterStatus {
         let (last_applied, digest) = self.applied_digest();
+        let autoscaling = read(&self.applied)
+            .state
+            .autoscaling()
+            .map(|a| pb::AutoscalingAdvice {
+                launch: a.launch,
+                drain: a.drain.clone(),
+                running: a.running,
+                average_load: a.average_load,
+                decided_at: a.decided_at,
+            });
         let membership = m.membership_config.membership();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
         let members = membership
@@ -78,6 +88,7 @@ impl ClientApi {
             role: role_name(m.state).into(),
             joint: membership.get_joint_config().len() > 1,
             purged_index: m.purged.map_or(0, |id| id.index),
+            autoscaling,
         }
     }
 

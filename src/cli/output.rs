@@ -307,6 +307,18 @@ impl Render for pb::ClusterStatus {
             ("state_digest", self.state_digest.clone()),
             ("joint", self.joint.to_string()),
         ]);
+        if let Some(a) = &self.autoscaling {
+            let drain = if a.drain.is_empty() {
+                "-".to_owned()
+            } else {
+                a.drain.join(",")
+            };
+            let _ = writeln!(
+                out,
+                "autoscaling     launch {}, drain {drain} ({} running at {} % average load)",
+                a.launch, a.running, a.average_load
+            );
+        }
         out.push('\n');
         let rows: Vec<Vec<String>> = self
             .members

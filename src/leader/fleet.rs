@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::autoscaling::NodeLoad;
 use crate::state::{MediaNodeStatus, State};
 
 /// Load points (of 0–100) a session placed on a node is assumed to add until the node's
@@ -32,6 +33,8 @@ struct Liveness {
     load: f64,
     /// Sessions placed on it since that heartbeat.
     placed_since: u32,
+    /// Whether it has reported to this leader at all.
+    reported: bool,
 }
 
 impl Liveness {
@@ -40,6 +43,7 @@ impl Liveness {
             last_seen: now,
             load: 0.0,
             placed_since: 0,
+            reported: false,
         }
     }
 
@@ -75,11 +79,7 @@ impl Fleet {
         node.last_seen = now;
         node.load = load;
         node.placed_since = 0;
-    }
-
-    /// The load `id` last reported, if it reported to this leader.
-    pub fn load(&self, id: &str) -> Option<f64> {
-        self.lock().get(id).map(|n| n.load)
+        node.reported = true;
     }
 
     /// The RUNNING nodes of `state` not heard from within `timeout` of `now`. A node
@@ -130,20 +130,27 @@ impl Fleet {
         Some(chosen)
     }
 
-    /// The average reported load of the RUNNING nodes of `state` (0 when none).
-    pub fn average_load(&self, state: &State) -> (usize, f64) {
+    /// The load each RUNNING node of `state` reported, with the sessions it serves; or
+    /// `None` until every one of them has reported to this leader (a new leader does
+    /// not know the loads, and must not mistake them for zero).
+    pub fn loads(
+        &self,
+        state: &State,
+        sessions: &BTreeMap<String, usize>,
+    ) -> Option<Vec<NodeLoad>> {
         let nodes = self.lock();
-        let loads: Vec<f64> = state
+        state
             .media_nodes()
             .filter(|node| node.status == MediaNodeStatus::Running)
-            .map(|node| nodes.get(&node.id).map_or(0.0, |n| n.load))
-            .collect();
-        let average = if loads.is_empty() {
-            0.0
-        } else {
-            loads.iter().sum::<f64>() / loads.len() as f64
-        };
-        (loads.len(), average)
+            .map(|node| {
+                let liveness = nodes.get(&node.id).filter(|l| l.reported)?;
+                Some(NodeLoad {
+                    id: node.id.clone(),
+                    load: liveness.load,
+                    sessions: sessions.get(&node.id).copied().unwrap_or(0),
+                })
+            })
+            .collect()
     }
 }
 

@@ -1,5 +1,6 @@
-//! The leader-only task that tends the media nodes: it declares silent nodes CRASHED
-//! and places every session waiting for a node.
+//! The leader-only task that tends the media nodes: it declares silent nodes CRASHED,
+//! places every session waiting for a node, and, when autoscaling is on, logs new
+//! autoscaling advice.
 //!
 //! Both are decisions logged as commands, so whatever this leader managed before dying
 //! is replicated, and the next leader's task simply carries on: it finds the sessions
@@ -15,9 +16,10 @@ use rand::RngCore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::autoscaling::{Policy, advise};
 use super::fleet::{Fleet, sessions_per_node};
 use crate::raft::{Raft, SharedApplied, propose, read};
-use crate::state::{Op, Outcome};
+use crate::state::{AutoscalingAdvice, MediaNodeStatus, Op, Outcome};
 
 /// How many placements are in flight at once: enough to re-place a crashed node's
 /// sessions in a few round trips, few enough not to crowd out client writes.
@@ -36,6 +38,7 @@ pub async fn tend_media_nodes(
     applied: SharedApplied,
     fleet: Fleet,
     node_timeout: Duration,
+    autoscaling: Option<Policy>,
     stop: CancellationToken,
 ) {
     let mut ticker = tokio::time::interval(period(node_timeout));
@@ -68,6 +71,55 @@ pub async fn tend_media_nodes(
             _ = stop.cancelled() => return,
             _ = place_waiting_sessions(&raft, &applied, &fleet) => {}
         }
+        if let Some(policy) = &autoscaling {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = advise_autoscaling(&raft, &applied, &fleet, policy) => {}
+            }
+        }
+    }
+}
+
+/// Logs the autoscaling advice if it changed (what to launch or drain, not the mere
+/// drift of the average load).
+async fn advise_autoscaling(raft: &Raft, applied: &SharedApplied, fleet: &Fleet, policy: &Policy) {
+    let advice = {
+        let applied = read(applied);
+        let state = &applied.state;
+        let Some(running) = fleet.loads(state, &sessions_per_node(state)) else {
+            return;
+        };
+        let launching = state
+            .media_nodes()
+            .filter(|node| node.status == MediaNodeStatus::Launching)
+            .count() as u32;
+        let advice = advise(policy, &running, launching);
+        let current = state.autoscaling();
+        if current.is_some_and(|c| c.launch == advice.launch && c.drain == advice.drain) {
+            return;
+        }
+        let average = if running.is_empty() {
+            0.0
+        } else {
+            running.iter().map(|n| n.load).sum::<f64>() / running.len() as f64
+        };
+        AutoscalingAdvice {
+            launch: advice.launch,
+            drain: advice.drain,
+            running: running.len() as u32,
+            average_load: average.round().clamp(0.0, 100.0) as u32,
+            decided_at: 0,
+        }
+    };
+    tracing::info!(
+        launch = advice.launch,
+        drain = ?advice.drain,
+        running = advice.running,
+        average_load = advice.average_load,
+        "autoscaling advice"
+    );
+    if let Err(e) = propose(raft, None, Op::AutoscalingAdvised(advice)).await {
+        tracing::debug!("autoscaling advice not recorded: {e}");
     }
 }
 

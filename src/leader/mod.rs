@@ -6,13 +6,15 @@
 //! - [`Fleet`] is the leader's soft view of the media nodes (heartbeats, load, sessions
 //!   placed since), from which it chooses nodes for new sessions;
 //! - leader-only tasks run while this master leads: [`record_joined_masters`], and
-//!   [`tend_media_nodes`], which declares silent nodes CRASHED and places every
-//!   session waiting for a node.
+//!   [`tend_media_nodes`], which declares silent nodes CRASHED, places every session
+//!   waiting for a node and keeps the autoscaling advice ([`advise`]) up to date.
 
+mod autoscaling;
 mod fleet;
 mod media_nodes;
 mod write;
 
+pub use autoscaling::{Advice, NodeLoad, Policy, advise};
 pub use fleet::{Fleet, LOAD_PER_PLACED_SESSION, sessions_per_node};
 pub use media_nodes::tend_media_nodes;
 pub use write::{Proposer, Write, Written};

@@ -241,6 +241,7 @@ impl Master {
                 applied.clone(),
                 fleet,
                 config.node_timeout,
+                config.autoscaling,
                 stop.clone(),
             )
             .instrument(span.clone()),

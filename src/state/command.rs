@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CheckOutcome, Connection, ConnectionType, Error, License, MediaMode, MediaNode,
-    MediaNodeStatus, RecordingMode, Role, Session, TrustPolicy, VideoCodec,
+    AutoscalingAdvice, CheckOutcome, Connection, ConnectionType, Error, License, MediaMode,
+    MediaNode, MediaNodeStatus, RecordingMode, Role, Session, TrustPolicy, VideoCodec,
 };
 
 /// Wall-clock milliseconds since the UNIX epoch, as stamped by the leader.
@@ -183,6 +183,8 @@ pub enum Op {
         /// The leader's trust policy.
         policy: TrustPolicy,
     },
+    /// The leader's autoscaling advice changed. Returns `Outcome::AutoscalingAdvised`.
+    AutoscalingAdvised(AutoscalingAdvice),
     /// Core-minutes metered since the last record, per media node. Returns `Outcome::License`.
     UsageRecorded {
         /// Media-node id → core-minutes to add.
@@ -254,6 +256,8 @@ pub enum Outcome {
     },
     /// The license after the op.
     License(License),
+    /// The advice as recorded.
+    AutoscalingAdvised(AutoscalingAdvice),
 }
 
 impl std::fmt::Display for Command {
@@ -275,6 +279,7 @@ impl std::fmt::Display for Command {
             Op::LicenseChecked { .. } => "LicenseChecked",
             Op::UsageRecorded { .. } => "UsageRecorded",
             Op::MasterJoined { .. } => "MasterJoined",
+            Op::AutoscalingAdvised(_) => "AutoscalingAdvised",
         };
         match &self.request_id {
             Some(id) => write!(f, "{name}(request_id={id:.40})"),

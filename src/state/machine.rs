@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{
-    Command, Connection, ConnectionStatus, License, LicenseStatus, MediaNode, MediaNodeStatus,
-    Millis, Op, RequestLog, Response, Session, TokenOwner, validate_request_id,
+    AutoscalingAdvice, Command, Connection, ConnectionStatus, License, LicenseStatus, MediaNode,
+    MediaNodeStatus, Millis, Op, RequestLog, Response, Session, TokenOwner, validate_request_id,
 };
 
 /// Everything the masters agree on.
@@ -38,6 +38,8 @@ pub struct State {
     /// Masters known to have durably stored part of the log: such a master restarting
     /// with an empty data dir has lost state and must not vote again.
     pub(super) joined_masters: BTreeSet<u64>,
+    /// The leader's last autoscaling advice.
+    pub(super) autoscaling: Option<AutoscalingAdvice>,
 }
 
 /// The log position and log time at which an op applies.
@@ -126,6 +128,7 @@ impl State {
             Op::LicenseChecked { outcome, policy } => self.license_checked(tick, outcome, *policy),
             Op::UsageRecorded { minutes } => self.usage_recorded(minutes),
             Op::MasterJoined { id } => self.master_joined(*id),
+            Op::AutoscalingAdvised(advice) => self.autoscaling_advised(tick.now, advice),
         }
     }
 

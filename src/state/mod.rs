@@ -45,6 +45,7 @@
 #[macro_use]
 mod wire_name;
 
+mod autoscaling;
 mod command;
 mod connection;
 mod error;
@@ -58,6 +59,7 @@ mod session;
 #[cfg(test)]
 mod testing;
 
+pub use autoscaling::AutoscalingAdvice;
 pub use command::{Command, Limits, Millis, NewConnection, NewSession, Op, Outcome, Response};
 pub use connection::{Connection, ConnectionStatus, ConnectionType, MAX_IP_LEN, Role, TokenOwner};
 pub use error::Error;
