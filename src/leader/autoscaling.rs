@@ -70,7 +70,7 @@ pub fn advise(policy: &Policy, running: &[NodeLoad], launching: u32) -> Advice {
     if average > policy.max_load && coming < policy.max_nodes {
         // The fewest nodes that carry the current total under max_load.
         let needed = (total / policy.max_load).ceil() as u32;
-        let launch = needed.saturating_sub(coming).max(1);
+        let launch = needed.saturating_sub(coming);
         return Advice {
             launch: launch.min(policy.max_nodes - coming),
             drain: Vec::new(),

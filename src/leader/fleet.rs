@@ -164,3 +164,80 @@ pub fn sessions_per_node(state: &State) -> BTreeMap<String, usize> {
     }
     counts
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::testing::{Harness, create_connection, create_session};
+
+    fn three_running_nodes() -> Harness {
+        let mut h = Harness::new();
+        for id in ["a", "b", "c"] {
+            h.running_node(id);
+        }
+        h
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_is_silent_only_a_full_timeout_after_this_leader_first_saw_it() {
+        let h = three_running_nodes();
+        let fleet = Fleet::default();
+        let timeout = Duration::from_secs(5);
+        let start = Instant::now();
+        assert!(fleet.silent(&h.state, start, timeout).is_empty());
+        tokio::time::advance(Duration::from_secs(3)).await;
+        fleet.heartbeat("a", 10.0, Instant::now());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(fleet.silent(&h.state, Instant::now(), timeout), ["b", "c"]);
+        // A new leader: every clock starts again.
+        fleet.reset();
+        assert!(fleet.silent(&h.state, Instant::now(), timeout).is_empty());
+        tokio::time::advance(timeout).await;
+        assert_eq!(fleet.silent(&h.state, Instant::now(), timeout), ["a", "b", "c"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn placement_spreads_a_burst_and_prefers_the_least_loaded() {
+        let mut h = three_running_nodes();
+        let fleet = Fleet::default();
+        let now = Instant::now();
+        for (id, load) in [("a", 10.0), ("b", 10.0), ("c", 40.0)] {
+            fleet.heartbeat(id, load, now);
+        }
+        let sessions = BTreeMap::new();
+        let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+        for _ in 0..66 {
+            let node = fleet.place(&h.state, &sessions, now).unwrap();
+            *counts.entry(node).or_default() += 1;
+        }
+        // a and b take 30 each until their estimate reaches c's 40, then all share.
+        let count = |id: &str| counts.get(id).copied().unwrap_or(0);
+        let (a, b, c) = (count("a"), count("b"), count("c"));
+        assert!(a.abs_diff(b) <= 1 && a > c && c > 0, "{counts:?}");
+        // A report resets the estimate to the real load.
+        fleet.heartbeat("c", 0.0, now);
+        assert_eq!(fleet.place(&h.state, &sessions, now).as_deref(), Some("c"));
+
+        // Ties go to the node with fewer sessions, then the smaller id.
+        let fresh = Fleet::default();
+        h.ok(create_session("s1"));
+        h.ok(create_connection("s1", 1, Some("a")));
+        let hosted = sessions_per_node(&h.state);
+        assert_eq!(hosted.get("a"), Some(&1));
+        assert_eq!(fresh.place(&h.state, &hosted, now).as_deref(), Some("b"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn loads_wait_until_every_running_node_reported() {
+        let h = three_running_nodes();
+        let fleet = Fleet::default();
+        let sessions = BTreeMap::new();
+        fleet.heartbeat("a", 50.0, Instant::now());
+        fleet.heartbeat("b", 20.0, Instant::now());
+        assert!(fleet.loads(&h.state, &sessions).is_none());
+        fleet.heartbeat("c", 80.0, Instant::now());
+        let loads = fleet.loads(&h.state, &sessions).unwrap();
+        let by_id: Vec<(&str, f64)> = loads.iter().map(|n| (n.id.as_str(), n.load)).collect();
+        assert_eq!(by_id, [("a", 50.0), ("b", 20.0), ("c", 80.0)]);
+    }
+}

@@ -57,7 +57,7 @@ mod request_log;
 mod session;
 
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 pub use autoscaling::AutoscalingAdvice;
 pub use command::{Command, Limits, Millis, NewConnection, NewSession, Op, Outcome, Response};
