@@ -12,8 +12,10 @@
 //! - [`client`]: the typed client of that API, with failover and retries;
 //! - [`leader`]: tasks that run only on the leader and act by proposing commands;
 //! - [`master`]: one master, its start-up and graceful shutdown;
+//! - [`agent`]: the media-node sidecar;
 //! - [`cli`]: the `chorus` subcommands.
 
+pub mod agent;
 pub mod api;
 pub mod auth;
 pub mod cli;

@@ -80,7 +80,14 @@ async fn session_with_connection(client: &Client, id: &str) -> pb::Connection {
 async fn wait_status(cluster: &Cluster, client: &Client, id: &str, want: &str) {
     cluster
         .eventually(&format!("media node {id} {want}"), || async {
-            (node(client, id).await.status == want).then_some(())
+            let node = client
+                .get_media_node(pb::GetMediaNodeRequest {
+                    id: id.into(),
+                    consistency: LINEARIZABLE,
+                })
+                .await
+                .ok()?;
+            (node.status == want).then_some(())
         })
         .await;
 }
@@ -473,4 +480,103 @@ async fn autoscaling_advice_follows_the_load_and_reaches_every_master() {
             })
             .await;
     }
+}
+
+/// The load agent-1 reported, as master `via` knows it (only a leader does).
+async fn reported(cluster: &Cluster, via: u64) -> Option<f64> {
+    cluster
+        .client(&[via])
+        .get_media_node(pb::GetMediaNodeRequest {
+            id: "agent-1".into(),
+            consistency: LINEARIZABLE,
+        })
+        .await
+        .ok()?
+        .load
+}
+
+/// A `chorus agent` process, SIGKILLed if the test ends without stopping it.
+struct Agent(Option<std::process::Child>);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_registers_reports_load_follows_failover_and_drains_on_sigterm() {
+    let mut cluster = cluster(1_000);
+    let leader = cluster.leader().await;
+    let endpoints: Vec<String> = cluster
+        .masters
+        .values()
+        .map(|m| m.client_addr.clone())
+        .collect();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut agent = Agent(Some(
+        std::process::Command::new(env!("CARGO_BIN_EXE_chorus"))
+            .args([
+                "agent",
+                "--node-id",
+                "agent-1",
+                "--uri",
+                "ws://127.0.0.1:9/agent",
+            ])
+            .args(["--interval-ms", "100", "--drain-timeout-secs", "30"])
+            .env("CHORUS_ENDPOINTS", endpoints.join(","))
+            .env("CHORUS_API_SECRET", common::API_SECRET)
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap(),
+    ));
+    let client = cluster.client_all();
+    wait_status(&cluster, &client, "agent-1", "RUNNING").await;
+    // The leader holds the load the agent measured.
+    let load = cluster
+        .eventually("a load reported to the leader", || {
+            reported(&cluster, leader)
+        })
+        .await;
+    assert!((0.0..=100.0).contains(&load), "{load}");
+    let c = session_with_connection(&client, "on-agent").await;
+    assert_eq!(c.media_node_id, "agent-1");
+
+    // The leader dies: the agent's heartbeats reach the next one, and the node stays up.
+    cluster.master(leader).kill();
+    let new_leader = cluster.leader().await;
+    cluster
+        .eventually("a load reported to the new leader", || {
+            reported(&cluster, new_leader)
+        })
+        .await;
+    let client = cluster.client(&cluster.running());
+    assert_eq!(node(&client, "agent-1").await.status, "RUNNING");
+
+    // SIGTERM: the node drains; once its last session ends it is deregistered.
+    let child = agent.0.as_ref().unwrap();
+    // SAFETY: kill(2) on the pid of a child we have not yet reaped.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    wait_status(&cluster, &client, "agent-1", "WAITING_IDLE_TO_TERMINATE").await;
+    client
+        .delete_session(pb::DeleteSessionRequest {
+            session_id: "on-agent".into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let status = agent.0.take().unwrap().wait().unwrap();
+    let log = std::fs::read_to_string(log.path()).unwrap();
+    assert!(status.success(), "agent exited with {status}\n{log}");
+    let gone = client
+        .get_media_node(pb::GetMediaNodeRequest {
+            id: "agent-1".into(),
+            consistency: LINEARIZABLE,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound, "{log}");
 }

@@ -43,8 +43,12 @@ impl From<&Session> for pb::Session {
     }
 }
 
-/// A media node with the sessions it serves.
-pub(super) fn media_node(node: &MediaNode, session_ids: Vec<String>) -> pb::MediaNode {
+/// A media node with the sessions it serves and the load it reported, if known here.
+pub(super) fn media_node(
+    node: &MediaNode,
+    session_ids: Vec<String>,
+    load: Option<f64>,
+) -> pb::MediaNode {
     pb::MediaNode {
         id: node.id.clone(),
         uri: node.uri.clone(),
@@ -53,6 +57,7 @@ pub(super) fn media_node(node: &MediaNode, session_ids: Vec<String>) -> pb::Medi
         status: node.status.to_string(),
         registered_at: node.registered_at,
         session_ids,
+        load,
     }
 }
 

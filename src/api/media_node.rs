@@ -2,6 +2,7 @@
 //! a node's status is logged; the load stays in the leader's memory (see
 //! [`crate::leader::Fleet`]).
 
+use openraft::async_runtime::WatchReceiver;
 use tonic::{Request, Response, Status};
 
 use super::convert::media_node;
@@ -15,6 +16,18 @@ use super::{ClientApi, optional, page, parse, unexpected};
 use crate::error::Error;
 use crate::leader::Write;
 use crate::state::{self, Outcome, State};
+
+impl ClientApi {
+    /// The load `node_id` reported, if this master leads and heard from it.
+    fn load(&self, node_id: &str) -> Option<f64> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        if m.current_leader == Some(m.id) {
+            self.fleet.at(m.current_term).load(node_id)
+        } else {
+            None
+        }
+    }
+}
 
 /// The sessions `node_id` serves, by id.
 fn sessions_on(state: &State, node_id: &str) -> Vec<String> {
@@ -35,7 +48,7 @@ impl MediaNodeService for ClientApi {
             cores: req.cores,
         };
         match self.apply(&request, req.request_id, write).await? {
-            Outcome::MediaNode(node) => Ok(Response::new(media_node(&node, Vec::new()))),
+            Outcome::MediaNode(node) => Ok(Response::new(media_node(&node, Vec::new(), None))),
             other => Err(unexpected(other).into()),
         }
     }
@@ -71,6 +84,7 @@ impl MediaNodeService for ClientApi {
         Ok(Response::new(media_node(
             node,
             sessions_on(&applied.state, &node.id),
+            self.load(&node.id),
         )))
     }
 
@@ -91,7 +105,13 @@ impl MediaNodeService for ClientApi {
                         .as_deref()
                         .is_none_or(|after| node.id.as_str() > after)
                 })
-                .map(|node| media_node(node, sessions_on(&applied.state, &node.id))),
+                .map(|node| {
+                    media_node(
+                        node,
+                        sessions_on(&applied.state, &node.id),
+                        self.load(&node.id),
+                    )
+                }),
             req.page_size,
             |n| n.id.clone(),
         );
@@ -116,6 +136,7 @@ impl MediaNodeService for ClientApi {
                 Ok(Response::new(media_node(
                     &node,
                     sessions_on(&applied.state, &node.id),
+                    self.load(&node.id),
                 )))
             }
             other => Err(unexpected(other).into()),
@@ -136,7 +157,7 @@ impl MediaNodeService for ClientApi {
                 media_node: node,
                 displaced_sessions,
             } => Ok(Response::new(DeregisterMediaNodeResponse {
-                media_node: Some(media_node(&node, displaced_sessions.clone())),
+                media_node: Some(media_node(&node, displaced_sessions.clone(), None)),
                 displaced_session_ids: displaced_sessions,
             })),
             other => Err(unexpected(other).into()),

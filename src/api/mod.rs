@@ -27,7 +27,7 @@ pub use health::report_health;
 
 use crate::auth::BearerCheck;
 use crate::error::Error;
-use crate::leader::{Write, Written};
+use crate::leader::{Fleet, Write, Written};
 use crate::raft::{NodeId, Raft, SharedApplied};
 use crate::state::Outcome;
 
@@ -66,6 +66,7 @@ pub struct ClientApi {
     raft: Raft,
     applied: SharedApplied,
     forwarder: Forwarder,
+    fleet: Fleet,
     max_message_bytes: usize,
     /// The state digest and the applied index it was computed at: hashing the whole
     /// state is O(state), and status is polled far more often than the state changes.
@@ -79,6 +80,7 @@ impl ClientApi {
         raft: Raft,
         applied: SharedApplied,
         forwarder: Forwarder,
+        fleet: Fleet,
         max_message_bytes: usize,
     ) -> Self {
         ClientApi {
@@ -86,6 +88,7 @@ impl ClientApi {
             raft,
             applied,
             forwarder,
+            fleet,
             max_message_bytes,
             digest: Default::default(),
         }

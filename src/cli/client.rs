@@ -14,34 +14,23 @@ use super::output::{self, Format, Render};
 use crate::api::pb;
 use crate::client::{Client, Timeouts};
 
-/// How a client command reaches the cluster.
+/// Where the cluster is, and the secret it wants.
 #[derive(Debug, Args)]
-pub struct Connect {
+pub struct Endpoints {
     /// Client-port addresses of the masters, comma-separated; tried in turn.
     #[arg(long, env = "CHORUS_ENDPOINTS", value_delimiter = ',', global = true)]
     endpoints: Vec<String>,
     /// The API secret.
     #[arg(long, env = "CHORUS_API_SECRET", hide_env_values = true, global = true)]
     api_secret: Option<String>,
-    /// Output format.
-    #[arg(
-        short = 'o',
-        long = "output",
-        value_enum,
-        default_value = "table",
-        global = true
-    )]
-    output: Format,
-    /// Give up after this many seconds, retries included.
+    /// Give up on a call after this many seconds, retries included.
     #[arg(long, default_value_t = 15, global = true)]
     timeout: u64,
-    /// Serve reads from the answering master's state at once, even if it lags.
-    #[arg(long, global = true)]
-    stale: bool,
 }
 
-impl Connect {
-    fn client(&self) -> Result<Client, Status> {
+impl Endpoints {
+    /// A typed client of the cluster.
+    pub fn client(&self) -> Result<Client, Status> {
         if self.endpoints.is_empty() {
             return Err(Status::invalid_argument(
                 "no endpoints: pass --endpoints or set CHORUS_ENDPOINTS",
@@ -57,6 +46,31 @@ impl Connect {
             ..Timeouts::default()
         };
         Client::with_timeouts(&self.endpoints, secret, timeouts)
+    }
+}
+
+/// How a client command reaches the cluster and shows what it got.
+#[derive(Debug, Args)]
+pub struct Connect {
+    #[command(flatten)]
+    endpoints: Endpoints,
+    /// Output format.
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_enum,
+        default_value = "table",
+        global = true
+    )]
+    output: Format,
+    /// Serve reads from the answering master's state at once, even if it lags.
+    #[arg(long, global = true)]
+    stale: bool,
+}
+
+impl Connect {
+    fn client(&self) -> Result<Client, Status> {
+        self.endpoints.client()
     }
 
     fn consistency(&self) -> i32 {

@@ -4,6 +4,7 @@
 //! client commands (`cluster`, `session`, `connection`, `node`, `license`) call the API
 //! of a running cluster through [`crate::client`].
 
+mod agent;
 mod client;
 mod dev;
 mod output;
@@ -38,6 +39,8 @@ enum Command {
     Node(client::NodeArgs),
     /// Show the license status.
     License(client::LicenseArgs),
+    /// Run the sidecar of a media node: register, heartbeat, drain on SIGTERM.
+    Agent(agent::AgentArgs),
 }
 
 impl Cli {
@@ -51,6 +54,7 @@ impl Cli {
             Command::Connection(args) => args.run().await.map_err(Into::into),
             Command::Node(args) => args.run().await.map_err(Into::into),
             Command::License(args) => args.run().await.map_err(Into::into),
+            Command::Agent(args) => args.run().await.map_err(Into::into),
         };
         let result = called.map_err(|e| match e.downcast::<tonic::Status>() {
             Ok(status) => format!("{}: {}", code_name(status.code()), status.message()).into(),

@@ -236,6 +236,13 @@ impl Render for pb::MediaNode {
             ("cores", self.cores.to_string()),
             ("registered_at", millis(self.registered_at)),
             ("sessions", cell(&self.session_ids.join(","))),
+            (
+                "load",
+                self.load
+                    .map_or("- (known to the leader only)".into(), |l| {
+                        format!("{l:.1} %")
+                    }),
+            ),
         ])
     }
 }

@@ -3,8 +3,8 @@
 //! logged (it changes with every heartbeat); only the decisions drawn from it are.
 //!
 //! - **Liveness.** A RUNNING node not heard from for the node timeout is declared
-//!   CRASHED. Clocks start when this master becomes leader (or first sees the node), so
-//!   a failover never crashes a node whose heartbeats went to the old leader.
+//!   CRASHED. Clocks start when this master first looks at the node in its term, so a
+//!   failover never crashes a node whose heartbeats went to the old leader.
 //! - **Placement.** A new session goes to the RUNNING node with the lowest estimated
 //!   load: its last reported CPU load plus [`LOAD_PER_PLACED_SESSION`] for each session
 //!   placed on it since that report, so that a burst of sessions arriving between two
@@ -12,7 +12,7 @@
 //!   Ties go to the node serving the fewest sessions, then to the smallest id.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -54,47 +54,67 @@ impl Liveness {
 
 /// The leader's soft state of the media nodes; cheap to clone, shared by the API's
 /// heartbeat path, placement and the liveness task.
+///
+/// Everything is read and written through [`Fleet::at`] with the caller's Raft term:
+/// the first use in a newer term forgets what an earlier leadership learned, so a
+/// master that leads again never judges nodes by heartbeats it stopped receiving, and
+/// no heartbeat of the new term is lost to a late reset.
 #[derive(Clone, Default)]
 pub struct Fleet {
-    nodes: Arc<Mutex<HashMap<String, Liveness>>>,
+    nodes: Arc<Mutex<Nodes>>,
 }
 
-impl Fleet {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Liveness>> {
-        self.nodes.lock().expect("fleet poisoned")
-    }
+#[derive(Default)]
+struct Nodes {
+    /// The term these observations belong to.
+    term: u64,
+    by_id: HashMap<String, Liveness>,
+}
 
-    /// Forgets everything: this master just became leader, and every node's clock
-    /// starts now (lazily, as [`Fleet::silent`] first sees each node).
-    pub fn reset(&self) {
-        self.lock().clear();
+/// The fleet as seen in one term (a lock: keep it short, never across an await).
+pub struct View<'a>(MutexGuard<'a, Nodes>);
+
+impl Fleet {
+    /// The fleet in `term`, the term in which the caller leads.
+    pub fn at(&self, term: u64) -> View<'_> {
+        let mut nodes = self.nodes.lock().expect("fleet poisoned");
+        if term > nodes.term {
+            nodes.term = term;
+            nodes.by_id.clear();
+        }
+        View(nodes)
+    }
+}
+
+impl View<'_> {
+    fn entry(&mut self, id: &str, now: Instant) -> &mut Liveness {
+        self.0
+            .by_id
+            .entry(id.to_owned())
+            .or_insert_with(|| Liveness::fresh(now))
     }
 
     /// Records a heartbeat from `id` with its CPU `load` (0–100).
-    pub fn heartbeat(&self, id: &str, load: f64, now: Instant) {
-        let mut nodes = self.lock();
-        let node = nodes
-            .entry(id.to_owned())
-            .or_insert_with(|| Liveness::fresh(now));
+    pub fn heartbeat(&mut self, id: &str, load: f64, now: Instant) {
+        let node = self.entry(id, now);
         node.last_seen = now;
         node.load = load;
         node.placed_since = 0;
         node.reported = true;
     }
 
+    /// The load `id` last reported in this term, if it did.
+    pub fn load(&self, id: &str) -> Option<f64> {
+        self.0.by_id.get(id).filter(|n| n.reported).map(|n| n.load)
+    }
+
     /// The RUNNING nodes of `state` not heard from within `timeout` of `now`. A node
-    /// seen for the first time starts its clock now.
-    pub fn silent(&self, state: &State, now: Instant, timeout: Duration) -> Vec<String> {
-        let mut nodes = self.lock();
+    /// seen for the first time in this term starts its clock now.
+    pub fn silent(&mut self, state: &State, now: Instant, timeout: Duration) -> Vec<String> {
         state
             .media_nodes()
             .filter(|node| node.status == MediaNodeStatus::Running)
-            .filter(|node| {
-                let liveness = nodes
-                    .entry(node.id.clone())
-                    .or_insert_with(|| Liveness::fresh(now));
-                now.duration_since(liveness.last_seen) >= timeout
-            })
+            .filter(|node| now.duration_since(self.entry(&node.id, now).last_seen) >= timeout)
             .map(|node| node.id.clone())
             .collect()
     }
@@ -102,21 +122,18 @@ impl Fleet {
     /// Chooses the RUNNING node of `state` for one new session (see the module doc) and
     /// counts the session against it. `sessions` gives how many each node serves.
     pub fn place(
-        &self,
+        &mut self,
         state: &State,
         sessions: &BTreeMap<String, usize>,
         now: Instant,
     ) -> Option<String> {
-        let mut nodes = self.lock();
         let chosen = state
             .media_nodes()
             .filter(|node| node.status == MediaNodeStatus::Running)
             .map(|node| {
-                let liveness = *nodes
-                    .entry(node.id.clone())
-                    .or_insert_with(|| Liveness::fresh(now));
+                let estimate = self.entry(&node.id, now).estimated_load();
                 let hosted = sessions.get(&node.id).copied().unwrap_or(0);
-                (liveness.estimated_load(), hosted, &node.id)
+                (estimate, hosted, &node.id)
             })
             .min_by(|a, b| {
                 a.0.total_cmp(&b.0)
@@ -124,29 +141,26 @@ impl Fleet {
                     .then_with(|| a.2.cmp(b.2))
             })
             .map(|(_, _, id)| id.clone())?;
-        if let Some(liveness) = nodes.get_mut(&chosen) {
-            liveness.placed_since += 1;
-        }
+        self.entry(&chosen, now).placed_since += 1;
         Some(chosen)
     }
 
     /// The load each RUNNING node of `state` reported, with the sessions it serves; or
-    /// `None` until every one of them has reported to this leader (a new leader does
-    /// not know the loads, and must not mistake them for zero).
+    /// `None` until every one of them has reported in this term (a new leader does not
+    /// know the loads, and must not mistake them for zero).
     pub fn loads(
         &self,
         state: &State,
         sessions: &BTreeMap<String, usize>,
     ) -> Option<Vec<NodeLoad>> {
-        let nodes = self.lock();
         state
             .media_nodes()
             .filter(|node| node.status == MediaNodeStatus::Running)
             .map(|node| {
-                let liveness = nodes.get(&node.id).filter(|l| l.reported)?;
+                let load = self.load(&node.id)?;
                 Some(NodeLoad {
                     id: node.id.clone(),
-                    load: liveness.load,
+                    load,
                     sessions: sessions.get(&node.id).copied().unwrap_or(0),
                 })
             })
@@ -184,16 +198,29 @@ mod tests {
         let fleet = Fleet::default();
         let timeout = Duration::from_secs(5);
         let start = Instant::now();
-        assert!(fleet.silent(&h.state, start, timeout).is_empty());
+        assert!(fleet.at(1).silent(&h.state, start, timeout).is_empty());
         tokio::time::advance(Duration::from_secs(3)).await;
-        fleet.heartbeat("a", 10.0, Instant::now());
+        fleet.at(1).heartbeat("a", 10.0, Instant::now());
         tokio::time::advance(Duration::from_secs(2)).await;
-        assert_eq!(fleet.silent(&h.state, Instant::now(), timeout), ["b", "c"]);
-        // A new leader: every clock starts again.
-        fleet.reset();
-        assert!(fleet.silent(&h.state, Instant::now(), timeout).is_empty());
+        assert_eq!(
+            fleet.at(1).silent(&h.state, Instant::now(), timeout),
+            ["b", "c"]
+        );
+        // Leading again in a later term: every clock starts again.
+        assert!(
+            fleet
+                .at(2)
+                .silent(&h.state, Instant::now(), timeout)
+                .is_empty()
+        );
+        // A straggler of the earlier term does not wipe the new one.
+        fleet.at(1).heartbeat("a", 99.0, Instant::now());
+        assert_eq!(fleet.at(2).load("a"), Some(99.0));
         tokio::time::advance(timeout).await;
-        assert_eq!(fleet.silent(&h.state, Instant::now(), timeout), ["a", "b", "c"]);
+        assert_eq!(
+            fleet.at(2).silent(&h.state, Instant::now(), timeout),
+            ["a", "b", "c"]
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -202,12 +229,12 @@ mod tests {
         let fleet = Fleet::default();
         let now = Instant::now();
         for (id, load) in [("a", 10.0), ("b", 10.0), ("c", 40.0)] {
-            fleet.heartbeat(id, load, now);
+            fleet.at(1).heartbeat(id, load, now);
         }
         let sessions = BTreeMap::new();
         let mut counts: BTreeMap<String, u32> = BTreeMap::new();
         for _ in 0..66 {
-            let node = fleet.place(&h.state, &sessions, now).unwrap();
+            let node = fleet.at(1).place(&h.state, &sessions, now).unwrap();
             *counts.entry(node).or_default() += 1;
         }
         // a and b take 30 each until their estimate reaches c's 40, then all share.
@@ -215,8 +242,11 @@ mod tests {
         let (a, b, c) = (count("a"), count("b"), count("c"));
         assert!(a.abs_diff(b) <= 1 && a > c && c > 0, "{counts:?}");
         // A report resets the estimate to the real load.
-        fleet.heartbeat("c", 0.0, now);
-        assert_eq!(fleet.place(&h.state, &sessions, now).as_deref(), Some("c"));
+        fleet.at(1).heartbeat("c", 0.0, now);
+        assert_eq!(
+            fleet.at(1).place(&h.state, &sessions, now).as_deref(),
+            Some("c")
+        );
 
         // Ties go to the node with fewer sessions, then the smaller id.
         let fresh = Fleet::default();
@@ -224,7 +254,10 @@ mod tests {
         h.ok(create_connection("s1", 1, Some("a")));
         let hosted = sessions_per_node(&h.state);
         assert_eq!(hosted.get("a"), Some(&1));
-        assert_eq!(fresh.place(&h.state, &hosted, now).as_deref(), Some("b"));
+        assert_eq!(
+            fresh.at(1).place(&h.state, &hosted, now).as_deref(),
+            Some("b")
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -232,11 +265,11 @@ mod tests {
         let h = three_running_nodes();
         let fleet = Fleet::default();
         let sessions = BTreeMap::new();
-        fleet.heartbeat("a", 50.0, Instant::now());
-        fleet.heartbeat("b", 20.0, Instant::now());
-        assert!(fleet.loads(&h.state, &sessions).is_none());
-        fleet.heartbeat("c", 80.0, Instant::now());
-        let loads = fleet.loads(&h.state, &sessions).unwrap();
+        fleet.at(1).heartbeat("a", 50.0, Instant::now());
+        fleet.at(1).heartbeat("b", 20.0, Instant::now());
+        assert!(fleet.at(1).loads(&h.state, &sessions).is_none());
+        fleet.at(1).heartbeat("c", 80.0, Instant::now());
+        let loads = fleet.at(1).loads(&h.state, &sessions).unwrap();
         let by_id: Vec<(&str, f64)> = loads.iter().map(|n| (n.id.as_str(), n.load)).collect();
         assert_eq!(by_id, [("a", 50.0), ("b", 20.0), ("c", 80.0)]);
     }

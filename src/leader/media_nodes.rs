@@ -43,50 +43,47 @@ pub async fn tend_media_nodes(
 ) {
     let mut ticker = tokio::time::interval(period(node_timeout));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut leading = false;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let leads = {
+        let term = {
             let m = raft.metrics().borrow_watched().clone();
-            m.current_leader == Some(m.id)
-        };
-        if !leads {
-            leading = false;
-            continue;
-        }
-        if !leading {
-            // A new leader knows nothing of the heartbeats the old one received: every
-            // node gets a full timeout from now before it can be judged.
-            fleet.reset();
-            leading = true;
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = crash_silent_nodes(&raft, &applied, &fleet, node_timeout) => {}
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = place_waiting_sessions(&raft, &applied, &fleet) => {}
-        }
-        if let Some(policy) = &autoscaling {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = advise_autoscaling(&raft, &applied, &fleet, policy) => {}
+            if m.current_leader != Some(m.id) {
+                continue;
             }
+            m.current_term
+        };
+        // The fleet is per term: a new leader knows nothing of the heartbeats the old
+        // one received, and gives every node a full timeout from now.
+        let work = async {
+            crash_silent_nodes(&raft, &applied, &fleet, term, node_timeout).await;
+            place_waiting_sessions(&raft, &applied, &fleet, term).await;
+            if let Some(policy) = &autoscaling {
+                advise_autoscaling(&raft, &applied, &fleet, term, policy).await;
+            }
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = work => {}
         }
     }
 }
 
 /// Logs the autoscaling advice if it changed (what to launch or drain, not the mere
 /// drift of the average load).
-async fn advise_autoscaling(raft: &Raft, applied: &SharedApplied, fleet: &Fleet, policy: &Policy) {
+async fn advise_autoscaling(
+    raft: &Raft,
+    applied: &SharedApplied,
+    fleet: &Fleet,
+    term: u64,
+    policy: &Policy,
+) {
     let advice = {
         let applied = read(applied);
         let state = &applied.state;
-        let Some(running) = fleet.loads(state, &sessions_per_node(state)) else {
+        let Some(running) = fleet.at(term).loads(state, &sessions_per_node(state)) else {
             return;
         };
         let launching = state
@@ -128,9 +125,12 @@ async fn crash_silent_nodes(
     raft: &Raft,
     applied: &SharedApplied,
     fleet: &Fleet,
+    term: u64,
     node_timeout: Duration,
 ) {
-    let silent = fleet.silent(&read(applied).state, Instant::now(), node_timeout);
+    let silent = fleet
+        .at(term)
+        .silent(&read(applied).state, Instant::now(), node_timeout);
     for id in silent {
         let mut token_seed = [0u8; 32];
         rand::rng().fill_bytes(&mut token_seed);
@@ -154,7 +154,7 @@ async fn crash_silent_nodes(
 }
 
 /// Places every session waiting for a node on the node placement chooses.
-async fn place_waiting_sessions(raft: &Raft, applied: &SharedApplied, fleet: &Fleet) {
+async fn place_waiting_sessions(raft: &Raft, applied: &SharedApplied, fleet: &Fleet, term: u64) {
     let plan: Vec<(String, String)> = {
         let applied = read(applied);
         let state = &applied.state;
@@ -167,6 +167,7 @@ async fn place_waiting_sessions(raft: &Raft, applied: &SharedApplied, fleet: &Fl
         }
         let sessions = sessions_per_node(state);
         let now = Instant::now();
+        let mut fleet = fleet.at(term);
         waiting
             .into_iter()
             .map_while(|session| {

@@ -358,12 +358,13 @@ impl Proposer {
     /// The node to place `session_id` on if its first connection arrives now: `None`
     /// when it is placed already (or gone; applying will say so).
     fn placement_for(&self, session_id: &str) -> Option<String> {
+        let term = self.raft.metrics().borrow_watched().current_term;
         let applied = read(&self.applied);
         let state = &applied.state;
         if state.session(session_id)?.is_placed() {
             return None;
         }
-        self.fleet.place(
+        self.fleet.at(term).place(
             state,
             &sessions_per_node(state),
             tokio::time::Instant::now(),
@@ -383,6 +384,7 @@ impl Proposer {
             .cloned()
             .ok_or_else(|| Error::from(state::Error::not_found("media node", &node_id)))?;
         self.fleet
+            .at(metrics.current_term)
             .heartbeat(&node_id, load, tokio::time::Instant::now());
         if !matches!(
             node.status,

@@ -239,7 +239,7 @@ impl Master {
             crate::leader::tend_media_nodes(
                 raft.clone(),
                 applied.clone(),
-                fleet,
+                fleet.clone(),
                 config.node_timeout,
                 config.autoscaling,
                 stop.clone(),
@@ -265,6 +265,7 @@ impl Master {
             raft.clone(),
             applied.clone(),
             forwarder,
+            fleet,
             config.max_message_bytes,
         );
         let router = api

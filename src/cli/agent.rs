@@ -1,0 +1,58 @@
+//! `chorus agent`: the media-node sidecar (see [`crate::agent`]).
+
+use std::time::Duration;
+
+use clap::Args;
+use tonic::Status;
+
+use super::client::Endpoints;
+use crate::agent::{Node, Pacing};
+
+/// Arguments of `chorus agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    #[command(flatten)]
+    endpoints: Endpoints,
+    /// The media node's id in the registry.
+    #[arg(long, env = "CHORUS_NODE_ID")]
+    node_id: String,
+    /// Where its media server listens (e.g. ws://10.0.0.5:8888/kurento).
+    #[arg(long, env = "CHORUS_NODE_URI")]
+    uri: String,
+    /// The hosting environment's id for the node (a cloud instance id, say).
+    #[arg(long, default_value = "")]
+    environment_id: String,
+    /// CPU cores to declare; default: those of this host.
+    #[arg(long)]
+    cores: Option<u32>,
+    /// Milliseconds between heartbeats.
+    #[arg(long, default_value_t = 1000)]
+    interval_ms: u64,
+    /// Seconds to wait for the node's sessions to end when stopping, before they are
+    /// moved elsewhere.
+    #[arg(long, default_value_t = 300)]
+    drain_timeout_secs: u64,
+}
+
+impl AgentArgs {
+    pub async fn run(self) -> Result<(), Status> {
+        if self.interval_ms == 0 {
+            return Err(Status::invalid_argument("--interval-ms must be positive"));
+        }
+        let client = self.endpoints.client()?;
+        let cores = self
+            .cores
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
+        let node = Node {
+            id: self.node_id,
+            uri: self.uri,
+            environment_id: self.environment_id,
+            cores,
+        };
+        let pacing = Pacing {
+            interval: Duration::from_millis(self.interval_ms),
+            drain_timeout: Duration::from_secs(self.drain_timeout_secs),
+        };
+        crate::agent::run(client, node, pacing, super::shutdown_signal()).await
+    }
+}
