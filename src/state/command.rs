@@ -185,9 +185,16 @@ pub enum Op {
     },
     /// The leader's autoscaling advice changed. Returns `Outcome::AutoscalingAdvised`.
     AutoscalingAdvised(AutoscalingAdvice),
-    /// Core-minutes metered since the last record, per media node. Returns `Outcome::License`.
+    /// Core-minutes metered over the log-time window `since..until`, per node (media
+    /// nodes, and masters as `master-<id>`). `since` must be where the last record
+    /// ended (`None` for the first), so a window is never metered twice, even when a
+    /// deposed leader's record arrives late. Returns `Outcome::License`.
     UsageRecorded {
-        /// Media-node id → core-minutes to add.
+        /// Where the last record ended, as the leader read it.
+        since: Option<Millis>,
+        /// Where this one ends.
+        until: Millis,
+        /// Node id → core-minutes to add.
         minutes: BTreeMap<String, u64>,
     },
 }

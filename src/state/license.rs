@@ -97,8 +97,10 @@ pub struct License {
     pub expired_at: Option<Millis>,
     /// The reason given by the most recent failed check; `None` after a success.
     pub reason: Option<String>,
-    /// Media-node id → core-minutes metered but not yet reported by a successful check.
+    /// Node id → core-minutes metered but not yet reported by a successful check.
     pub usage: BTreeMap<String, u64>,
+    /// Log time up to which usage has been metered; `None` before the first record.
+    pub metered_until: Option<Millis>,
 }
 
 impl License {
@@ -197,9 +199,25 @@ impl State {
         Ok(Outcome::License(self.license.clone()))
     }
 
-    /// `Op::UsageRecorded`: adds metered core-minutes per node (saturating).
-    pub(super) fn usage_recorded(&mut self, minutes: &BTreeMap<String, u64>) -> Response {
+    /// `Op::UsageRecorded`: adds the core-minutes of one metering window (saturating),
+    /// if the window starts where the last one ended.
+    pub(super) fn usage_recorded(
+        &mut self,
+        since: Option<Millis>,
+        until: Millis,
+        minutes: &BTreeMap<String, u64>,
+    ) -> Response {
         validate_usage("minutes", minutes)?;
+        if since != self.license.metered_until {
+            return Err(Error::FailedPrecondition(format!(
+                "usage is metered up to {:?}, not {since:?}: this window was already recorded",
+                self.license.metered_until
+            )));
+        }
+        if since.is_some_and(|since| until < since) {
+            return Err(Error::invalid_argument("until", "is before since"));
+        }
+        self.license.metered_until = Some(until);
         for (node_id, added) in minutes.iter().filter(|(_, added)| **added > 0) {
             let total = self.license.usage.entry(node_id.clone()).or_insert(0);
             *total = total.saturating_add(*added);
@@ -461,6 +479,8 @@ mod tests {
         h.ok(register("n2"));
         h.ok(seen("n2"));
         h.ok(Op::UsageRecorded {
+            since: None,
+            until: 60_000,
             minutes: usage(&[("n1", 4)]),
         });
         assert!(h.state.session("room").is_some());
@@ -473,9 +493,13 @@ mod tests {
     fn usage_adds_up_and_successful_reports_subtract() {
         let mut h = Harness::new();
         h.ok(Op::UsageRecorded {
+            since: None,
+            until: 60_000,
             minutes: usage(&[("n1", 10), ("n2", 0)]),
         });
         h.ok(Op::UsageRecorded {
+            since: Some(60_000),
+            until: 120_000,
             minutes: usage(&[("n1", 5), ("n3", 7)]),
         });
         assert_eq!(
@@ -496,6 +520,8 @@ mod tests {
         assert_eq!(h.state.license().usage, usage(&[("n1", 3)]));
 
         h.ok(Op::UsageRecorded {
+            since: Some(120_000),
+            until: 180_000,
             minutes: usage(&[("n1", u64::MAX)]),
         });
         assert_eq!(
@@ -506,9 +532,32 @@ mod tests {
     }
 
     #[test]
+    fn a_metering_window_is_recorded_once() {
+        let mut h = Harness::new();
+        let window = |since, until| Op::UsageRecorded {
+            since,
+            until,
+            minutes: usage(&[("n1", 4)]),
+        };
+        h.ok(window(None, 60_000));
+        // A deposed leader's late record of a window already metered is refused.
+        let error = h.err(window(None, 60_000));
+        assert!(matches!(error, Error::FailedPrecondition(_)), "{error:?}");
+        h.ok(window(Some(60_000), 120_000));
+        let error = h.err(window(Some(60_000), 120_000));
+        assert!(matches!(error, Error::FailedPrecondition(_)), "{error:?}");
+        assert_eq!(h.state.license().usage, usage(&[("n1", 8)]));
+        assert_eq!(h.state.license().metered_until, Some(120_000));
+        let error = h.err(window(Some(120_000), 100_000));
+        assert!(matches!(&error, Error::InvalidArgument { field, .. } if field == "until"), "{error:?}");
+    }
+
+    #[test]
     fn malformed_license_ops_are_refused() {
         let mut h = Harness::new();
         let error = h.err(Op::UsageRecorded {
+            since: None,
+            until: 0,
             minutes: usage(&[("bad node", 1)]),
         });
         assert!(

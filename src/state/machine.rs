@@ -126,7 +126,11 @@ impl State {
                 token_seed,
             } => self.deregister_media_node(id, *force, token_seed),
             Op::LicenseChecked { outcome, policy } => self.license_checked(tick, outcome, *policy),
-            Op::UsageRecorded { minutes } => self.usage_recorded(minutes),
+            Op::UsageRecorded {
+                since,
+                until,
+                minutes,
+            } => self.usage_recorded(*since, *until, minutes),
             Op::MasterJoined { id } => self.master_joined(*id),
             Op::AutoscalingAdvised(advice) => self.autoscaling_advised(tick.now, advice),
         }
@@ -323,7 +327,6 @@ impl State {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use sha2::{Digest, Sha256};
 
@@ -492,9 +495,7 @@ mod tests {
     #[test]
     fn the_request_memory_is_capped_oldest_first() {
         let mut h = Harness::new();
-        let op = Op::UsageRecorded {
-            minutes: BTreeMap::new(),
-        };
+        let op = Op::MasterJoined { id: 1 };
         for n in 0..=MAX_REMEMBERED_REQUESTS {
             h.index += 1;
             let command = Command {
@@ -529,6 +530,8 @@ mod tests {
             create_session("room"),
             crash("n1", [3; 32]),
             Op::UsageRecorded {
+                since: None,
+                until: 60_000,
                 minutes: [("n1".to_owned(), 8)].into(),
             },
         ];
@@ -575,6 +578,8 @@ mod tests {
         h.ok(create_connection("room", 2, None));
         h.ok(join(&token(1)));
         h.ok(Op::UsageRecorded {
+            since: None,
+            until: 60_000,
             minutes: [("n1".to_owned(), 3)].into(),
         });
         h
@@ -650,6 +655,8 @@ mod tests {
             deregister("n1", false),
             deregister("ghost", true),
             Op::UsageRecorded {
+                since: None,
+                until: 0,
                 minutes: [(huge.clone(), 1)].into(),
             },
             Op::LicenseChecked {
