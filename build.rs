@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/chorus/v1/connection.proto",
         "proto/chorus/v1/media_node.proto",
         "proto/chorus/v1/license.proto",
+        "proto/chorus/license/v1/authority.proto",
     ];
     tonic_prost_build::configure()
         // The CLI prints API messages as JSON with the proto's snake_case field names.

@@ -14,7 +14,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::leader::Policy;
-use crate::state::Limits;
+use crate::license::{LicenseConfig, Source};
+use crate::state::{Limits, TrustPolicy};
 
 /// A configuration that cannot run, with the key that is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +77,8 @@ pub struct Config {
     pub node_timeout: Duration,
     /// Autoscaling knobs; `None` when autoscaling advice is off.
     pub autoscaling: Option<Policy>,
+    /// License checks; `None` when no license is configured (the status stays VALID).
+    pub license: Option<LicenseConfig>,
 }
 
 /// Defaults: the timings suit masters on one LAN; the limits suit a mid-sized cluster.
@@ -100,6 +103,12 @@ pub mod defaults {
     pub const AUTOSCALING_MAX_NODES: u32 = 2;
     pub const AUTOSCALING_MIN_LOAD: f64 = 30.0;
     pub const AUTOSCALING_MAX_LOAD: f64 = 70.0;
+    /// A license check every 5 minutes.
+    pub const LICENSE_CHECK_INTERVAL_MS: u64 = 5 * 60 * 1000;
+    /// Up to a day of trust at one check every 5 minutes...
+    pub const LICENSE_TRUST_CAP: u32 = 288;
+    /// ...and half an hour of authority outage tolerated before any trust is earned.
+    pub const LICENSE_BASE_ALLOWANCE: u32 = 6;
     /// Five seconds of silence: several missed heartbeats of an agent sending one a
     /// second, short enough that participants are moved before they give up.
     pub const NODE_TIMEOUT_MS: u64 = 5_000;
@@ -131,6 +140,14 @@ pub struct FileConfig {
     pub autoscaling_max_nodes: Option<u32>,
     pub autoscaling_min_load: Option<f64>,
     pub autoscaling_max_load: Option<f64>,
+    pub license_key: Option<String>,
+    pub license_authority: Option<String>,
+    pub license_file: Option<PathBuf>,
+    pub license_public_key: Option<String>,
+    pub license_check_interval_ms: Option<u64>,
+    pub license_trust_cap: Option<u32>,
+    pub license_base_allowance: Option<u32>,
+    pub license_master_cores: Option<u32>,
 }
 
 impl FileConfig {
@@ -219,6 +236,94 @@ pub struct ServeArgs {
     /// Autoscaling: average CPU load (%) over which nodes are launched.
     #[arg(long, env = "CHORUS_AUTOSCALING_MAX_LOAD")]
     pub autoscaling_max_load: Option<f64>,
+    /// Online licensing: the license key.
+    #[arg(long, env = "CHORUS_LICENSE_KEY", hide_env_values = true)]
+    pub license_key: Option<String>,
+    /// Online licensing: the license authority, host:port.
+    #[arg(long, env = "CHORUS_LICENSE_AUTHORITY")]
+    pub license_authority: Option<String>,
+    /// Offline licensing: the signed license file.
+    #[arg(long, env = "CHORUS_LICENSE_FILE")]
+    pub license_file: Option<PathBuf>,
+    /// Offline licensing: the licensor's Ed25519 public key, hex.
+    #[arg(long, env = "CHORUS_LICENSE_PUBLIC_KEY")]
+    pub license_public_key: Option<String>,
+    /// Time between license checks, ms.
+    #[arg(long, env = "CHORUS_LICENSE_CHECK_INTERVAL_MS")]
+    pub license_check_interval_ms: Option<u64>,
+    /// Most trust points successful checks earn.
+    #[arg(long, env = "CHORUS_LICENSE_TRUST_CAP")]
+    pub license_trust_cap: Option<u32>,
+    /// Failed checks tolerated without any trust.
+    #[arg(long, env = "CHORUS_LICENSE_BASE_ALLOWANCE")]
+    pub license_base_allowance: Option<u32>,
+    /// Cores each master counts for in usage and core limits; default: this host's.
+    #[arg(long, env = "CHORUS_LICENSE_MASTER_CORES")]
+    pub license_master_cores: Option<u32>,
+}
+
+/// The license settings: online (key and authority), offline (file and public key),
+/// or none. Halves of a pair alone, or both modes at once, are refused.
+fn license(args: &ServeArgs, file: &FileConfig) -> Result<Option<LicenseConfig>, ConfigError> {
+    macro_rules! pick {
+        ($key:ident) => {
+            args.$key.clone().or(file.$key.clone())
+        };
+    }
+    let source = match (
+        pick!(license_key),
+        pick!(license_authority),
+        pick!(license_file),
+        pick!(license_public_key),
+    ) {
+        (None, None, None, None) => return Ok(None),
+        (Some(key), Some(authority), None, None) => Source::Online { key, authority },
+        (None, None, Some(file), Some(public_key)) => Source::Offline { file, public_key },
+        (Some(_), None, None, None) => {
+            return Err(invalid("license_authority", "is required with license_key"));
+        }
+        (None, Some(_), None, None) => {
+            return Err(invalid("license_key", "is required with license_authority"));
+        }
+        (None, None, Some(_), None) => {
+            return Err(invalid(
+                "license_public_key",
+                "is required with license_file",
+            ));
+        }
+        (None, None, None, Some(_)) => {
+            return Err(invalid(
+                "license_file",
+                "is required with license_public_key",
+            ));
+        }
+        _ => {
+            return Err(invalid(
+                "license_key",
+                "choose online (license_key, license_authority) or offline (license_file, \
+                 license_public_key) licensing, not both",
+            ));
+        }
+    };
+    let interval = pick!(license_check_interval_ms).unwrap_or(defaults::LICENSE_CHECK_INTERVAL_MS);
+    if interval < 100 {
+        return Err(invalid("license_check_interval_ms", "must be at least 100"));
+    }
+    let master_cores = pick!(license_master_cores)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
+    if master_cores == 0 {
+        return Err(invalid("license_master_cores", "must be at least 1"));
+    }
+    Ok(Some(LicenseConfig {
+        source,
+        policy: TrustPolicy {
+            trust_cap: pick!(license_trust_cap).unwrap_or(defaults::LICENSE_TRUST_CAP),
+            base_allowance: pick!(license_base_allowance)
+                .unwrap_or(defaults::LICENSE_BASE_ALLOWANCE),
+        },
+        check_interval: Duration::from_millis(interval),
+        master_cores,
+    }))
 }
 
 impl Config {
@@ -282,6 +387,7 @@ impl Config {
                     min_load: pick!(autoscaling_min_load).unwrap_or(defaults::AUTOSCALING_MIN_LOAD),
                     max_load: pick!(autoscaling_max_load).unwrap_or(defaults::AUTOSCALING_MAX_LOAD),
                 }),
+            license: license(&args, &file)?,
         };
         config.validate()?;
         Ok(config)

@@ -11,6 +11,7 @@
 //! - [`api`]: the public gRPC API (the client port);
 //! - [`client`]: the typed client of that API, with failover and retries;
 //! - [`leader`]: tasks that run only on the leader and act by proposing commands;
+//! - [`license`]: license files and the license authority;
 //! - [`master`]: one master, its start-up and graceful shutdown;
 //! - [`agent`]: the media-node sidecar;
 //! - [`cli`]: the `chorus` subcommands.
@@ -24,6 +25,7 @@ pub mod config;
 pub mod deadline;
 pub mod error;
 pub mod leader;
+pub mod license;
 pub mod master;
 pub mod network;
 pub mod raft;

@@ -79,6 +79,7 @@ impl From<&License> for pb::LicenseStatus {
                     core_minutes: *core_minutes,
                 })
                 .collect(),
+            ..Default::default()
         }
     }
 }

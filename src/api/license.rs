@@ -5,6 +5,7 @@ use tonic::{Request, Response, Status};
 use super::ClientApi;
 use super::pb::license_service_server::LicenseService;
 use super::pb::{GetLicenseStatusRequest, LicenseStatus};
+use crate::state::LicenseStatus as Status_;
 
 #[tonic::async_trait]
 impl LicenseService for ClientApi {
@@ -15,6 +16,25 @@ impl LicenseService for ClientApi {
         self.read_barrier(&request, request.get_ref().consistency)
             .await?;
         let applied = crate::raft::read(&self.applied);
-        Ok(Response::new(applied.state.license().into()))
+        let license = applied.state.license();
+        let mut status = LicenseStatus::from(license);
+        match &self.license {
+            Some(config) => {
+                let policy = config.policy;
+                status.mode = config.source.mode().into();
+                status.trust_cap = policy.trust_cap;
+                status.base_allowance = policy.base_allowance;
+                status.allowance_left = if license.status == Status_::Expired {
+                    0
+                } else {
+                    policy
+                        .base_allowance
+                        .saturating_add(license.trust.min(policy.trust_cap))
+                        .saturating_sub(license.failures)
+                };
+            }
+            None => status.mode = "none".into(),
+        }
+        Ok(Response::new(status))
     }
 }

@@ -28,6 +28,7 @@ pub use health::report_health;
 use crate::auth::BearerCheck;
 use crate::error::Error;
 use crate::leader::{Fleet, Write, Written};
+use crate::license::LicenseConfig;
 use crate::raft::{NodeId, Raft, SharedApplied};
 use crate::state::Outcome;
 
@@ -67,6 +68,7 @@ pub struct ClientApi {
     applied: SharedApplied,
     forwarder: Forwarder,
     fleet: Fleet,
+    license: Option<LicenseConfig>,
     max_message_bytes: usize,
     /// The state digest and the applied index it was computed at: hashing the whole
     /// state is O(state), and status is polled far more often than the state changes.
@@ -81,6 +83,7 @@ impl ClientApi {
         applied: SharedApplied,
         forwarder: Forwarder,
         fleet: Fleet,
+        license: Option<LicenseConfig>,
         max_message_bytes: usize,
     ) -> Self {
         ClientApi {
@@ -89,6 +92,7 @@ impl ClientApi {
             applied,
             forwarder,
             fleet,
+            license,
             max_message_bytes,
             digest: Default::default(),
         }

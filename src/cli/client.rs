@@ -1,4 +1,5 @@
-//! The client commands: `chorus cluster|session|connection|node|license …`.
+//! The client commands: `chorus cluster|session|connection|node …` (and the status
+//! half of `chorus license`).
 //!
 //! Each builds a [`Client`] from `--endpoints` and `--api-secret` (or `CHORUS_ENDPOINTS`
 //! and `CHORUS_API_SECRET`, as `chorus dev` prints them), makes one call (a list follows
@@ -69,11 +70,11 @@ pub struct Connect {
 }
 
 impl Connect {
-    fn client(&self) -> Result<Client, Status> {
+    pub(super) fn client(&self) -> Result<Client, Status> {
         self.endpoints.client()
     }
 
-    fn consistency(&self) -> i32 {
+    pub(super) fn consistency(&self) -> i32 {
         if self.stale {
             pb::Consistency::Stale as i32
         } else {
@@ -321,22 +322,7 @@ enum NodeCommand {
     },
 }
 
-/// `chorus license …`
-#[derive(Debug, Args)]
-pub struct LicenseArgs {
-    #[command(flatten)]
-    connect: Connect,
-    #[command(subcommand)]
-    command: LicenseCommand,
-}
-
-#[derive(Debug, Subcommand)]
-enum LicenseCommand {
-    /// Status, trust and usage.
-    Status,
-}
-
-fn show(value: &impl Render, connect: &Connect) -> Result<(), Status> {
+pub(super) fn show(value: &impl Render, connect: &Connect) -> Result<(), Status> {
     output::print(value, connect.output);
     Ok(())
 }
@@ -606,23 +592,6 @@ impl NodeArgs {
                         id,
                         force,
                         request_id: request_id.unwrap_or_default(),
-                    })
-                    .await?,
-                c,
-            ),
-        }
-    }
-}
-
-impl LicenseArgs {
-    pub async fn run(self) -> Result<(), Status> {
-        let c = &self.connect;
-        let client = c.client()?;
-        match self.command {
-            LicenseCommand::Status => show(
-                &client
-                    .license_status(pb::GetLicenseStatusRequest {
-                        consistency: c.consistency(),
                     })
                     .await?,
                 c,

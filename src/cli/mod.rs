@@ -7,6 +7,7 @@
 mod agent;
 mod client;
 mod dev;
+mod license;
 mod output;
 
 use std::process::ExitCode;
@@ -37,8 +38,10 @@ enum Command {
     Connection(client::ConnectionArgs),
     /// Register and manage media nodes.
     Node(client::NodeArgs),
-    /// Show the license status.
-    License(client::LicenseArgs),
+    /// The license: cluster status, and offline license files.
+    License(license::LicenseArgs),
+    /// Run a license authority that checks license keys from a file.
+    LicenseAuthority(license::AuthorityArgs),
     /// Run the sidecar of a media node: register, heartbeat, drain on SIGTERM.
     Agent(agent::AgentArgs),
 }
@@ -55,6 +58,7 @@ impl Cli {
             Command::Node(args) => args.run().await.map_err(Into::into),
             Command::License(args) => args.run().await.map_err(Into::into),
             Command::Agent(args) => args.run().await.map_err(Into::into),
+            Command::LicenseAuthority(args) => args.run().await,
         };
         let result = called.map_err(|e| match e.downcast::<tonic::Status>() {
             Ok(status) => format!("{}: {}", code_name(status.code()), status.message()).into(),

@@ -277,8 +277,10 @@ impl Render for pb::LicenseStatus {
     fn table(&self) -> String {
         let mut out = fields(&[
             ("status", self.status.clone()),
-            ("trust", self.trust.to_string()),
+            ("mode", self.mode.clone()),
+            ("trust", format!("{} (cap {})", self.trust, self.trust_cap)),
             ("failures", self.failures.to_string()),
+            ("allowance_left", self.allowance_left.to_string()),
             ("last_check", millis(self.last_check)),
             ("last_success", millis(self.last_success)),
             ("expired_at", millis(self.expired_at)),

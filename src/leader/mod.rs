@@ -7,15 +7,18 @@
 //!   placed since), from which it chooses nodes for new sessions;
 //! - leader-only tasks run while this master leads: [`record_joined_masters`], and
 //!   [`tend_media_nodes`], which declares silent nodes CRASHED, places every session
-//!   waiting for a node and keeps the autoscaling advice ([`advise`]) up to date.
+//!   waiting for a node and keeps the autoscaling advice ([`advise`]) up to date, and
+//!   [`check_license`], which meters usage and checks the license.
 
 mod autoscaling;
 mod fleet;
+mod license;
 mod media_nodes;
 mod write;
 
 pub use autoscaling::{Advice, NodeLoad, Policy, advise};
 pub use fleet::{Fleet, LOAD_PER_PLACED_SESSION, sessions_per_node};
+pub use license::check_license;
 pub use media_nodes::tend_media_nodes;
 pub use write::{Proposer, Write, Written};
 

@@ -247,6 +247,29 @@ impl Master {
             .instrument(span.clone()),
         );
 
+        if let Some(license) = config.license.clone() {
+            tracing::info!(mode = license.source.mode(), "license checks on");
+            if let crate::license::Source::Offline { file, public_key } = &license.source {
+                // Verified here to tell the operator at once; the leader's checks decide.
+                match std::fs::read_to_string(file)
+                    .map_err(|e| e.to_string())
+                    .and_then(|text| {
+                        crate::license::file::verify(&text, public_key).map_err(|e| e.to_string())
+                    }) {
+                    Ok(terms) => tracing::info!(
+                        licensee = %terms.licensee,
+                        max_cores = terms.max_cores,
+                        not_after = terms.not_after,
+                        "license file verified"
+                    ),
+                    Err(e) => tracing::error!("license file {}: {e}", file.display()),
+                }
+            }
+            tasks.spawn(
+                crate::leader::check_license(raft.clone(), applied.clone(), license, stop.clone())
+                    .instrument(span.clone()),
+            );
+        }
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         tasks.spawn(
             crate::api::report_health(
@@ -266,6 +289,7 @@ impl Master {
             applied.clone(),
             forwarder,
             fleet,
+            config.license.clone(),
             config.max_message_bytes,
         );
         let router = api

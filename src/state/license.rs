@@ -549,7 +549,10 @@ mod tests {
         assert_eq!(h.state.license().usage, usage(&[("n1", 8)]));
         assert_eq!(h.state.license().metered_until, Some(120_000));
         let error = h.err(window(Some(120_000), 100_000));
-        assert!(matches!(&error, Error::InvalidArgument { field, .. } if field == "until"), "{error:?}");
+        assert!(
+            matches!(&error, Error::InvalidArgument { field, .. } if field == "until"),
+            "{error:?}"
+        );
     }
 
     #[test]
