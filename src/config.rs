@@ -387,7 +387,7 @@ impl Config {
                     min_load: pick!(autoscaling_min_load).unwrap_or(defaults::AUTOSCALING_MIN_LOAD),
                     max_load: pick!(autoscaling_max_load).unwrap_or(defaults::AUTOSCALING_MAX_LOAD),
                 }),
-            license: license(&args, &file)?,
+            license: license(args, &file)?,
         };
         config.validate()?;
         Ok(config)
