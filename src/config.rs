@@ -567,6 +567,28 @@ mod tests {
                 "`election_timeout_max_ms`",
             ),
             (|a| a.data_dir = None, "`data_dir`"),
+            (|a| a.node_timeout_ms = Some(5), "`node_timeout_ms`"),
+            (|a| a.license_key = Some("k".into()), "`license_authority`"),
+            (
+                |a| a.license_file = Some("l.json".into()),
+                "`license_public_key`",
+            ),
+            (
+                |a| {
+                    a.license_key = Some("k".into());
+                    a.license_authority = Some("127.0.0.1:1".into());
+                    a.license_file = Some("l.json".into());
+                },
+                "not both",
+            ),
+            (
+                |a| {
+                    a.autoscaling = Some(true);
+                    a.autoscaling_min_nodes = Some(3);
+                    a.autoscaling_max_nodes = Some(2);
+                },
+                "`autoscaling_max_nodes`",
+            ),
         ];
         for (mutate, key) in cases {
             let mut a = args();
@@ -574,6 +596,26 @@ mod tests {
             let err = Config::resolve(&a).unwrap_err().to_string();
             assert!(err.contains(key), "{err} should name {key}");
         }
+    }
+
+    #[test]
+    fn a_license_is_online_or_offline_with_its_policy() {
+        let mut a = args();
+        assert_eq!(Config::resolve(&a).unwrap().license, None);
+        a.license_key = Some("KEY".into());
+        a.license_authority = Some("127.0.0.1:9".into());
+        a.license_trust_cap = Some(5);
+        let license = Config::resolve(&a).unwrap().license.unwrap();
+        assert_eq!(license.source.mode(), "online");
+        assert_eq!(license.policy.trust_cap, 5);
+        assert_eq!(
+            license.policy.base_allowance,
+            defaults::LICENSE_BASE_ALLOWANCE
+        );
+        assert_eq!(
+            license.check_interval,
+            Duration::from_millis(defaults::LICENSE_CHECK_INTERVAL_MS)
+        );
     }
 
     #[test]
