@@ -295,16 +295,29 @@ async fn a_leader_killed_in_grace_hands_the_same_counters_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_key_expires_at_once_and_a_fixed_one_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    let authority = Authority::start(dir.path(), "revoked");
+    let authority = Authority::start(dir.path(), "valid");
     let cluster = online_cluster(&authority);
     cluster.leader().await;
     let client = cluster.client_all();
-    let expired = wait_license(&cluster, &client, "EXPIRED", |l| l.status == "EXPIRED").await;
+    wait_license(&cluster, &client, "full trust", |l| l.trust == 2).await;
+    // Revoked: despite the trust earned, no grace at all.
+    authority.set("revoked");
+    let seen = std::sync::Mutex::new(Vec::new());
+    cluster
+        .eventually("EXPIRED", || async {
+            let l = license(&client).await?;
+            seen.lock().unwrap().push(l.status.clone());
+            (l.status == "EXPIRED").then_some(())
+        })
+        .await;
+    let seen = seen.into_inner().unwrap();
+    assert!(!seen.iter().any(|s| s == "GRACE"), "{seen:?}");
+    let expired = license(&client).await.unwrap();
     assert!(expired.reason.contains("revoked"), "{expired:?}");
-    // At once: the first failed check expired it, with no grace.
-    assert!(expired.failures >= 1 && expired.trust == 0, "{expired:?}");
+    assert_eq!(expired.trust, 2, "kept for when the license is fixed");
     authority.set("valid");
-    wait_license(&cluster, &client, "VALID", |l| l.status == "VALID").await;
+    let back = wait_license(&cluster, &client, "VALID", |l| l.status == "VALID").await;
+    assert_eq!(back.failures, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
