@@ -363,7 +363,9 @@ async fn offline_license_files_are_verified_on_every_check() {
 
     // Each bad file expires the license on the next check, saying why; the good file
     // restores it.
-    let tampered = good.replace("100", "900");
+    // Raise the core limit inside the signed terms, leaving the signature as it is.
+    let tampered = good.replace(r#"max_cores\":100"#, r#"max_cores\":900"#);
+    assert_ne!(tampered, good);
     let expired = file::sign(&terms(100, now - 60), &secret).unwrap();
     let too_small = file::sign(&terms(4, now + 86_400), &secret).unwrap();
     for (bad, why) in [

@@ -171,7 +171,8 @@ mod tests {
     fn tampering_or_another_key_fails_the_signature() {
         let (secret, public) = keygen();
         let file = sign(&terms(), &secret).unwrap();
-        let tampered = file.replace("16", "1600");
+        // Raise the core limit inside the signed terms, leaving the signature as it is.
+        let tampered = file.replace(r#"max_cores\":16"#, r#"max_cores\":1600"#);
         assert_ne!(tampered, file);
         assert_eq!(verify(&tampered, &public), Err(Invalid::BadSignature));
         let (_, other) = keygen();
