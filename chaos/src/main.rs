@@ -1,0 +1,361 @@
+//! `chorus-chaos`: real Chorus masters killed, paused, partitioned and delayed under a
+//! recorded workload, then judged by checkers that would catch a real bug.
+//!
+//!     cargo run --release -p chorus-chaos -- --nodes 3 --seed 7 --duration 60
+//!
+//! The run: start N masters (peer links behind fault proxies), run the workload for
+//! `--duration` seconds while the nemesis applies its seeded schedule, heal everything
+//! for the quiet phase, then check: linearizability, no lost writes, exactly once,
+//! convergence, invariants, liveness. The report ends with one JSON line; the exit
+//! status is 0 only when every checker passed.
+
+mod checker;
+mod cluster;
+mod history;
+mod nemesis;
+mod proxy;
+mod workload;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chorus::api::pb;
+use clap::Parser;
+use tokio::time::Instant;
+
+use crate::checker::{Final, Finding};
+use crate::cluster::Cluster;
+use crate::history::{Call, Op, Outcome};
+use crate::nemesis::Kind;
+
+/// Chaos suite for Chorus.
+#[derive(Debug, Parser)]
+#[command(name = "chorus-chaos")]
+struct Args {
+    /// Masters: 3 or 5.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Seed of the fault schedule and the workload.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Seconds of workload (faults stop in the last fifth, at least 5 s).
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    /// Faults to draw from, comma-separated (default: all). One of: kill-leader,
+    /// kill-follower, kill-majority, pause-leader, isolate-leader, isolate-follower,
+    /// split, one-way, delay, transfer-leader, membership.
+    #[arg(long, value_delimiter = ',')]
+    nemesis: Vec<String>,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Checker self-test: read STALE but record the reads as linearizable. A run with
+    /// partitions must then fail the linearizability check.
+    #[arg(long)]
+    stale_as_linearizable: bool,
+}
+
+/// How soon after healing writes must succeed again.
+const LIVENESS: Duration = Duration::from_secs(5);
+/// How long the healed cluster gets to converge.
+const CONVERGENCE: Duration = Duration::from_secs(30);
+
+fn main() -> ExitCode {
+    // Re-executed as a master: run `chorus serve` with the rest of the arguments.
+    let mut raw = std::env::args();
+    if raw.nth(1).as_deref() == Some("master") {
+        let args = ["chorus".to_owned(), "serve".to_owned()]
+            .into_iter()
+            .chain(raw);
+        let cli = match <chorus::cli::Cli as Parser>::try_parse_from(args) {
+            Ok(cli) => cli,
+            Err(e) => e.exit(),
+        };
+        chorus::cli::init_tracing();
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        return runtime.block_on(cli.run());
+    }
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    match runtime.block_on(run(args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("chorus-chaos: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<bool, String> {
+    if !(1..=9).contains(&args.nodes) {
+        return Err("--nodes must be between 1 and 9".into());
+    }
+    let kinds: Vec<Kind> = if args.nemesis.is_empty() {
+        Kind::ALL.to_vec()
+    } else {
+        args.nemesis
+            .iter()
+            .map(|name| Kind::parse(name).ok_or_else(|| format!("unknown nemesis `{name}`")))
+            .collect::<Result<_, _>>()?
+    };
+    let duration = Duration::from_secs(args.duration.max(5));
+    let schedule = nemesis::schedule(args.seed, &kinds, duration);
+    println!(
+        "chorus-chaos: {} masters, seed {}, {} s, {} faults scheduled",
+        args.nodes,
+        args.seed,
+        duration.as_secs(),
+        schedule.len()
+    );
+
+    let mut cluster = Cluster::start(args.nodes);
+    let formed = Instant::now();
+    while cluster.leader().await.is_none() {
+        if formed.elapsed() > CONVERGENCE {
+            return Err(format!("no leader elected\n{}", cluster.logs()));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let start = Instant::now();
+    let recorder = workload::Recorder::new(start);
+    let stop = Arc::new(AtomicBool::new(false));
+    let endpoints: Vec<String> = cluster
+        .masters
+        .values()
+        .map(|m| m.client_addr.clone())
+        .collect();
+    let work = tokio::spawn(workload::run(
+        endpoints,
+        args.clients,
+        args.seed,
+        recorder.clone(),
+        stop.clone(),
+        args.stale_as_linearizable,
+    ));
+
+    // The nemesis, on its schedule.
+    let mut faults = Vec::new();
+    for event in &schedule {
+        tokio::time::sleep_until(start + event.at).await;
+        let applied = nemesis::apply(&mut cluster, event).await;
+        let at = start.elapsed();
+        println!("{:>7.1} s  {}", at.as_secs_f64(), applied.description);
+        tokio::time::sleep(event.hold).await;
+        nemesis::heal(&mut cluster, &applied).await;
+        println!("{:>7.1} s  healed", start.elapsed().as_secs_f64());
+        faults.push((at, applied));
+    }
+    // Quiet phase: everything healed.
+    cluster.network.heal();
+    for id in cluster.ids() {
+        cluster.resume(id);
+        cluster.restart(id);
+    }
+    let healed = start.elapsed();
+    tokio::time::sleep_until(start + duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = work.await;
+    let history = recorder.history();
+
+    // Liveness: a write succeeds soon after healing (measured from the history: the
+    // first acknowledged write invoked after healing).
+    let healed_us = healed.as_micros() as u64;
+    let first_write_after_heal = history
+        .iter()
+        .filter(|op| op.call.is_write() && op.is_ok() && op.invoked >= healed_us)
+        .map(|op| op.completed)
+        .min();
+    let liveness_ms = first_write_after_heal.map(|t| (t - healed_us) / 1000);
+    let live = liveness_ms.is_some_and(|ms| ms <= LIVENESS.as_millis() as u64);
+
+    // Convergence and the final state.
+    nemesis::restore_membership(&cluster).await;
+    let converged = converge(&cluster).await;
+    let end = read_final(&cluster).await?;
+
+    let checker_history = history.clone();
+    let stale = args.stale_as_linearizable;
+    // The search recurses once per operation: give it a large stack.
+    let linearizable = std::thread::Builder::new()
+        .stack_size(512 * 1024 * 1024)
+        .spawn(move || checker::linearizability(&checker_history, stale))
+        .map_err(|e| e.to_string())?
+        .join()
+        .map_err(|_| "the linearizability checker panicked".to_owned())?;
+    let (acked_writes, lost) = checker::lost_writes(&history, &end);
+    let once = checker::exactly_once(&history, &end);
+    let invariants = checker::invariants(&history, &end);
+
+    // The report.
+    let unavailability = unavailability(&history, &faults);
+    let max_unavailability_ms = max_gap_ms(&history);
+    println!();
+    println!("faults injected: {}", faults.len());
+    let count = |f: fn(&Op) -> bool| history.iter().filter(|op| f(op)).count();
+    println!(
+        "operations: {} ({} ok, {} refused, {} unknown)",
+        history.len(),
+        count(|op| matches!(op.outcome, Outcome::Ok(_))),
+        count(|op| matches!(op.outcome, Outcome::Refused(_))),
+        count(|op| matches!(op.outcome, Outcome::Unknown)),
+    );
+    println!("longest time without an acknowledged write: {max_unavailability_ms} ms");
+    for (kind, ms) in &unavailability {
+        println!("  after {kind}: first write acknowledged {ms} ms later");
+    }
+    let mut passed = true;
+    for (name, finding) in [
+        ("linearizability", &linearizable),
+        ("no lost writes", &lost),
+        ("exactly once", &once),
+        ("invariants", &invariants),
+    ] {
+        passed &= report(name, finding);
+    }
+    println!(
+        "convergence: {}",
+        if converged {
+            "ok"
+        } else {
+            "FAILED: masters differ"
+        }
+    );
+    println!(
+        "liveness: {}",
+        match liveness_ms {
+            Some(ms) if live => format!("ok, a write {ms} ms after healing"),
+            Some(ms) => format!("FAILED: first write {ms} ms after healing"),
+            None => "FAILED: no write succeeded after healing".into(),
+        }
+    );
+    passed &= converged && live;
+    if !passed {
+        println!("\n{}", cluster.logs());
+        println!("data dirs and logs: {}", cluster.dir().display());
+    }
+    let summary = serde_json::json!({
+        "seed": args.seed,
+        "nodes": args.nodes,
+        "duration_s": duration.as_secs(),
+        "ops": history.len(),
+        "acked_writes": acked_writes,
+        "lost_writes": lost.problems.len(),
+        "linearizable": linearizable.passed(),
+        "exactly_once": once.passed(),
+        "invariants": invariants.passed(),
+        "converged": converged,
+        "live": live,
+        "faults": faults.len(),
+        "max_unavailability_ms": max_unavailability_ms,
+        "unavailability_ms": unavailability.iter().map(|(k, ms)| serde_json::json!({"fault": k, "ms": ms})).collect::<Vec<_>>(),
+        "passed": passed,
+    });
+    println!("{summary}");
+    Ok(passed)
+}
+
+fn report(name: &str, finding: &Finding) -> bool {
+    if finding.passed() {
+        println!("{name}: ok");
+        return true;
+    }
+    println!("{name}: FAILED ({} problems)", finding.problems.len());
+    for problem in finding.problems.iter().take(10) {
+        println!("  {problem}");
+    }
+    false
+}
+
+/// Waits until every master reports the same applied index and digest.
+async fn converge(cluster: &Cluster) -> bool {
+    let deadline = Instant::now() + CONVERGENCE;
+    while Instant::now() < deadline {
+        let mut seen = None;
+        let mut agree = true;
+        for id in cluster.ids() {
+            match cluster.status(id).await {
+                Some(s) if s.leader_id != 0 && s.last_applied == s.last_log_index => {
+                    let this = (s.last_applied, s.state_digest);
+                    match &seen {
+                        None => seen = Some(this),
+                        Some(prev) if *prev != this => agree = false,
+                        Some(_) => {}
+                    }
+                }
+                _ => agree = false,
+            }
+        }
+        if agree {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Every session and media node, read linearizably from the healed cluster.
+async fn read_final(cluster: &Cluster) -> Result<Final, String> {
+    let client = cluster.client(chorus::client::Timeouts::default());
+    let sessions = client
+        .all_sessions(pb::Consistency::Linearizable)
+        .await
+        .map_err(|e| format!("final read of sessions: {e}"))?;
+    let media_nodes = client
+        .list_media_nodes(pb::ListMediaNodesRequest {
+            page_size: 1000,
+            consistency: pb::Consistency::Linearizable as i32,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("final read of media nodes: {e}"))?
+        .media_nodes;
+    Ok(Final {
+        sessions,
+        media_nodes,
+    })
+}
+
+/// For each fault that took the leader away: the time from the fault to the first
+/// acknowledged write invoked after it.
+fn unavailability(
+    history: &[Op],
+    faults: &[(Duration, nemesis::Applied)],
+) -> Vec<(&'static str, u64)> {
+    faults
+        .iter()
+        .filter_map(|(at, applied)| {
+            let kind = applied.leader_fault?;
+            let at_us = at.as_micros() as u64;
+            let first = history
+                .iter()
+                .filter(|op| op.call.is_write() && op.is_ok() && op.invoked >= at_us)
+                .map(|op| op.completed)
+                .min()?;
+            Some((kind, (first - at_us) / 1000))
+        })
+        .collect()
+}
+
+/// The longest stretch between two acknowledged writes.
+fn max_gap_ms(history: &[Op]) -> u64 {
+    let mut done: Vec<u64> = history
+        .iter()
+        .filter(|op| {
+            op.call.is_write() && op.is_ok() && !matches!(op.call, Call::RegisterNode { .. })
+        })
+        .map(|op| op.completed)
+        .collect();
+    done.sort_unstable();
+    done.windows(2)
+        .map(|w| (w[1] - w[0]) / 1000)
+        .max()
+        .unwrap_or(0)
+}
