@@ -190,9 +190,9 @@ async fn run(args: Args) -> Result<bool, String> {
         .map_err(|e| e.to_string())?
         .join()
         .map_err(|_| "the linearizability checker panicked".to_owned())?;
-    let (acked_writes, lost) = checker::lost_writes(&history, &end);
-    let once = checker::exactly_once(&history, &end);
-    let invariants = checker::invariants(&history, &end);
+    let (acked_writes, lost) = checker::lost_writes::check(&history, &end);
+    let once = checker::exactly_once::check(&history, &end);
+    let invariants = checker::invariants::check(&history, &end);
 
     // The report.
     let unavailability = unavailability(&history, &faults);

@@ -7,13 +7,16 @@
 //! - [`invariants`]: unique ids, single-use tokens, sound placement;
 //! - convergence and liveness are checked by the runner against the live cluster.
 
+pub mod exactly_once;
+pub mod invariants;
 pub mod linearizable;
+pub mod lost_writes;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use chorus::api::pb;
 
-use crate::history::{Call, Op, Outcome, Value};
+use crate::history::Op;
 
 /// The state read back from the healed cluster.
 #[derive(Debug, Default)]
@@ -59,152 +62,10 @@ pub fn linearizability(history: &[Op], stale_as_linearizable: bool) -> Finding {
     finding
 }
 
-/// Unique sessions (`u-…`, never deleted) and media nodes acknowledged as created must
-/// all be in the final state.
-pub fn lost_writes(history: &[Op], end: &Final) -> (usize, Finding) {
-    let sessions: BTreeSet<&str> = end.sessions.iter().map(|s| s.id.as_str()).collect();
-    let nodes: BTreeSet<&str> = end.media_nodes.iter().map(|n| n.id.as_str()).collect();
-    let mut finding = Finding::default();
-    let mut acked = 0;
-    for op in history.iter().filter(|op| op.is_ok()) {
-        match &op.call {
-            Call::CreateSession { session } if session.starts_with("u-") => {
-                acked += 1;
-                if !sessions.contains(session.as_str()) {
-                    finding
-                        .problems
-                        .push(format!("acknowledged session {session} is gone"));
-                }
-            }
-            Call::RegisterNode { node } => {
-                acked += 1;
-                if !nodes.contains(node.as_str()) {
-                    finding
-                        .problems
-                        .push(format!("acknowledged media node {node} is gone"));
-                }
-            }
-            Call::CreateConnection { session, .. } if session.starts_with("u-") => {
-                acked += 1;
-                let Outcome::Ok(Value::Connection { id, .. }) = &op.outcome else {
-                    continue;
-                };
-                let present = end
-                    .sessions
-                    .iter()
-                    .find(|s| &s.id == session)
-                    .is_some_and(|s| s.connections.iter().any(|c| &c.id == id));
-                if !present {
-                    finding
-                        .problems
-                        .push(format!("acknowledged connection {id} of {session} is gone"));
-                }
-            }
-            _ => {}
-        }
-    }
-    (acked, finding)
-}
-
-/// Every CreateConnection on a unique session is sent twice under one request id: both
-/// answers must name the same connection, and the session may hold no more connections
-/// than request ids were used on it.
-pub fn exactly_once(history: &[Op], end: &Final) -> Finding {
-    let mut finding = Finding::default();
-    let mut answers: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    let mut requests: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for op in history {
-        if let Call::CreateConnection {
-            session,
-            request_id,
-        } = &op.call
-        {
-            if !session.starts_with("u-") {
-                continue;
-            }
-            requests.entry(session).or_default().insert(request_id);
-            if let Outcome::Ok(Value::Connection { id, .. }) = &op.outcome {
-                answers.entry(request_id).or_default().insert(id);
-            }
-        }
-    }
-    for (request_id, ids) in &answers {
-        if ids.len() > 1 {
-            finding.problems.push(format!(
-                "request {request_id} was answered with different connections {ids:?}"
-            ));
-        }
-    }
-    for session in &end.sessions {
-        if let Some(used) = requests.get(session.id.as_str()) {
-            if session.connections.len() > used.len() {
-                finding.problems.push(format!(
-                    "session {} holds {} connections from {} request ids",
-                    session.id,
-                    session.connections.len(),
-                    used.len()
-                ));
-            }
-        }
-    }
-    finding
-}
-
-/// Unique session ids, single-use tokens, and every session with connections placed on
-/// one node that may host it, or waiting unplaced.
-pub fn invariants(history: &[Op], end: &Final) -> Finding {
-    let mut finding = Finding::default();
-    let mut ids = BTreeSet::new();
-    for s in &end.sessions {
-        if !ids.insert(&s.id) {
-            finding
-                .problems
-                .push(format!("session id {} listed twice", s.id));
-        }
-    }
-    let mut joined: BTreeMap<&str, usize> = BTreeMap::new();
-    for op in history.iter().filter(|op| op.is_ok()) {
-        if let Call::JoinConnection { token, .. } = &op.call {
-            *joined.entry(token).or_default() += 1;
-        }
-    }
-    for (token, times) in joined {
-        if times > 1 {
-            let hint: String = token.chars().take(10).collect();
-            finding
-                .problems
-                .push(format!("token {hint}… was used {times} times"));
-        }
-    }
-    let nodes: BTreeMap<&str, &str> = end
-        .media_nodes
-        .iter()
-        .map(|n| (n.id.as_str(), n.status.as_str()))
-        .collect();
-    for s in end.sessions.iter().filter(|s| !s.connections.is_empty()) {
-        if s.media_node_id.is_empty() {
-            continue;
-        }
-        match nodes.get(s.media_node_id.as_str()) {
-            Some(&("RUNNING" | "WAITING_IDLE_TO_TERMINATE")) => {}
-            other => finding.problems.push(format!(
-                "session {} is placed on {} ({other:?})",
-                s.id, s.media_node_id
-            )),
-        }
-        if s.connections.iter().any(|c| c.status == "ACTIVE") && s.media_node_id.is_empty() {
-            finding.problems.push(format!(
-                "session {} has active connections but no node",
-                s.id
-            ));
-        }
-    }
-    finding
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::{Call, Outcome, Value};
 
     fn op(call: Call, outcome: Outcome) -> Op {
         Op {
@@ -224,7 +85,7 @@ mod tests {
             },
             Outcome::Ok(Value::Done),
         )];
-        let (acked, finding) = lost_writes(&history, &Final::default());
+        let (acked, finding) = lost_writes::check(&history, &Final::default());
         assert_eq!(acked, 1);
         assert!(!finding.passed(), "{finding:?}");
         let end = Final {
@@ -234,7 +95,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        assert!(lost_writes(&history, &end).1.passed());
+        assert!(lost_writes::check(&history, &end).1.passed());
     }
 
     #[test]
@@ -259,7 +120,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let finding = exactly_once(&[create("c1"), create("c2")], &end);
+        let finding = exactly_once::check(&[create("c1"), create("c2")], &end);
         assert_eq!(finding.problems.len(), 2, "{finding:?}");
 
         let join = op(
@@ -269,7 +130,7 @@ mod tests {
             },
             Outcome::Ok(Value::Done),
         );
-        let finding = invariants(&[join.clone(), join], &Final::default());
+        let finding = invariants::check(&[join.clone(), join], &Final::default());
         assert!(finding.problems[0].contains("used 2 times"), "{finding:?}");
     }
 
@@ -288,6 +149,6 @@ mod tests {
                 ..Default::default()
             }],
         };
-        assert!(!invariants(&[], &end).passed());
+        assert!(!invariants::check(&[], &end).passed());
     }
 }
