@@ -67,9 +67,9 @@ impl Network {
             .unwrap_or_default()
     }
 
-    /// The master whose process holds the socket bound to local `port`.
-    fn owner_of(&self, port: u16) -> Option<usize> {
-        let inode = socket_inode(port)?;
+    /// The master whose process holds the socket from local `port` to remote `to_port`.
+    fn owner_of(&self, port: u16, to_port: u16) -> Option<usize> {
+        let inode = socket_inode(port, to_port)?;
         let pids = self.pids.lock().unwrap().clone();
         pids.into_iter().find_map(|(id, pid)| {
             let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
@@ -84,13 +84,20 @@ impl Network {
     pub fn serve(&self, to: usize, listener: std::net::TcpListener, target: String) {
         listener.set_nonblocking(true).unwrap();
         let listener = TcpListener::from_std(listener).unwrap();
+        let listen_port = listener.local_addr().unwrap().port();
         let network = self.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((inbound, peer)) = listener.accept().await else {
                     continue;
                 };
-                let from = network.owner_of(peer.port());
+                let from = network.owner_of(peer.port(), listen_port);
+                if from.is_none() {
+                    eprintln!(
+                        "proxy {to}: connection from an unknown process (port {})",
+                        peer.port()
+                    );
+                }
                 if network.fault(from, to).cut {
                     continue;
                 }
@@ -156,22 +163,27 @@ impl Network {
     }
 }
 
-/// The inode of the IPv4 or IPv6 TCP socket bound to local `port` on loopback.
-fn socket_inode(port: u16) -> Option<u64> {
+/// The inode of the TCP socket from local `port` to remote `to_port`. Both ports are
+/// needed: Linux reuses an ephemeral port for connections to different destinations.
+fn socket_inode(port: u16, to_port: u16) -> Option<u64> {
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {
             continue;
         };
         for line in text.lines().skip(1) {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            let (Some(local), Some(inode)) = (fields.get(1), fields.get(9)) else {
+            let (Some(local), Some(remote), Some(inode)) =
+                (fields.get(1), fields.get(2), fields.get(9))
+            else {
                 continue;
             };
-            let local_port = local
-                .rsplit(':')
-                .next()
-                .and_then(|p| u16::from_str_radix(p, 16).ok());
-            if local_port == Some(port) {
+            let port_of = |address: &str| {
+                address
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+            };
+            if port_of(local) == Some(port) && port_of(remote) == Some(to_port) {
                 return inode.parse().ok().filter(|i| *i != 0);
             }
         }
