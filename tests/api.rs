@@ -745,3 +745,39 @@ async fn reflection_lists_the_public_services_without_the_secret() {
         "the peer service is not public: {names:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_forwarded_to_a_paused_leader_moves_to_its_successor() {
+    let cluster = Cluster::start(3, Options::default());
+    let leader = cluster.leader().await;
+    let follower = *cluster.masters.keys().find(|id| **id != leader).unwrap();
+    // One attempt, one master: the follower itself must get the write through.
+    let timeouts = Timeouts {
+        attempt: Duration::from_secs(8),
+        total: Duration::from_secs(8),
+        ..Timeouts::default()
+    };
+    let client = Client::with_timeouts(
+        &[&cluster.masters[&follower].client_addr],
+        API_SECRET,
+        timeouts,
+    )
+    .unwrap();
+    client.create_session(create("before")).await.unwrap();
+    // A paused leader neither answers nor refuses: the forward in flight to it must be
+    // abandoned (and resent under its request id) once another master leads, not held
+    // until the client's deadline.
+    cluster.masters[&leader].signal(libc::SIGSTOP);
+    let created = client.create_session(create("while-paused")).await;
+    cluster.masters[&leader].signal(libc::SIGCONT);
+    let session = created.unwrap_or_else(|e| panic!("{e:?}\n{}", cluster.logs()));
+    assert_eq!(session.id, "while-paused");
+    let read = cluster.client(&[follower]);
+    assert_eq!(
+        read.get_session(get("while-paused", LINEARIZABLE))
+            .await
+            .unwrap()
+            .id,
+        "while-paused"
+    );
+}

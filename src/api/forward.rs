@@ -24,7 +24,7 @@ use crate::deadline::remaining;
 use crate::error::Error;
 use crate::leader::{Proposer, Write, Written};
 use crate::network::PeerNetwork;
-use crate::raft::{Raft, TypeConfig};
+use crate::raft::{NodeId, Raft, TypeConfig};
 
 /// How long a master waits before retrying toward a leader that refused or could not
 /// be reached, unless Raft reports a change sooner.
@@ -34,8 +34,8 @@ const RETRY_BACKOFF: Duration = Duration::from_millis(20);
 enum Target {
     /// This master leads.
     Here,
-    /// The leader's peer address.
-    Peer(String),
+    /// The leader, at this peer address.
+    Peer(NodeId, String),
     /// No leader known.
     Unknown,
 }
@@ -62,7 +62,7 @@ impl Forwarder {
         match metrics.current_leader {
             Some(leader) if leader == metrics.id => Target::Here,
             Some(leader) => match metrics.membership_config.membership().get_node(&leader) {
-                Some(node) => Target::Peer(node.addr.clone()),
+                Some(node) => Target::Peer(leader, node.addr.clone()),
                 None => Target::Unknown,
             },
             None => Target::Unknown,
@@ -94,16 +94,20 @@ impl Forwarder {
                     .await
                     .unwrap_or_else(|_| Err(outcome_unknown())),
                 ),
-                Target::Peer(addr) => Some(
-                    crate::network::forward(
+                Target::Peer(leader, addr) => {
+                    let forward = crate::network::forward(
                         &self.network,
                         &addr,
                         request_id.as_deref(),
                         &write,
                         deadline,
-                    )
-                    .await,
-                ),
+                    );
+                    if resendable {
+                        Some(self.unless_leader_changes(leader, forward).await)
+                    } else {
+                        Some(forward.await)
+                    }
+                }
                 Target::Unknown => None,
             };
             match attempt {
@@ -129,9 +133,13 @@ impl Forwarder {
             let target = self.target(&metrics.borrow_watched());
             let index = match target {
                 Target::Here => Some(self.local_read_index(deadline).await),
-                Target::Peer(addr) => {
-                    Some(crate::network::read_index(&self.network, &addr, deadline).await)
-                }
+                Target::Peer(leader, addr) => Some(
+                    self.unless_leader_changes(
+                        leader,
+                        crate::network::read_index(&self.network, &addr, deadline),
+                    )
+                    .await,
+                ),
                 Target::Unknown => None,
             };
             match index {
@@ -143,6 +151,35 @@ impl Forwarder {
             if !wait_for_change(&mut metrics, deadline).await {
                 return Err(gave_up(last_error));
             }
+        }
+    }
+
+    /// Runs `call` to the leader this master knows, but gives up as soon as Raft names
+    /// another one: a leader that was paused or cut off neither answers nor refuses,
+    /// and its successor can take the request at once. Only for requests that may be
+    /// sent again (reads, and writes under a request id): the abandoned one may still
+    /// have been applied.
+    async fn unless_leader_changes<T>(
+        &self,
+        leader: NodeId,
+        call: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let mut metrics = self.raft.metrics();
+        let changed = async {
+            loop {
+                if metrics.borrow_watched().current_leader != Some(leader) {
+                    return;
+                }
+                if metrics.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            result = call => result,
+            _ = changed => Err(Error::Unavailable(
+                "the leader changed while the request was in flight".into(),
+            )),
         }
     }
 
