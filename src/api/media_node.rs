@@ -2,7 +2,6 @@
 //! a node's status is logged; the load stays in the leader's memory (see
 //! [`crate::leader::Fleet`]).
 
-use openraft::async_runtime::WatchReceiver;
 use tonic::{Request, Response, Status};
 
 use super::convert::media_node;
@@ -18,14 +17,11 @@ use crate::leader::Write;
 use crate::state::{self, Outcome, State};
 
 impl ClientApi {
-    /// The load `node_id` reported, if this master leads and heard from it.
-    fn load(&self, node_id: &str) -> Option<f64> {
-        let m = self.raft.metrics().borrow_watched().clone();
-        if m.current_leader == Some(m.id) {
-            self.fleet.at(m.current_term).load(node_id)
-        } else {
-            None
-        }
+    /// The loads the media nodes reported, as a lookup: empty unless this master leads
+    /// (the loads are the leader's soft state).
+    fn loads(&self) -> impl Fn(&str) -> Option<f64> + '_ {
+        let term = crate::raft::leading_term(&self.raft).ok();
+        move |node_id| term.and_then(|term| self.fleet.at(term).load(node_id))
     }
 }
 
@@ -76,6 +72,7 @@ impl MediaNodeService for ClientApi {
     ) -> Result<Response<MediaNode>, Status> {
         let req = request.get_ref();
         self.read_barrier(&request, req.consistency).await?;
+        let load = self.loads();
         let applied = crate::raft::read(&self.applied);
         let node = applied
             .state
@@ -84,7 +81,7 @@ impl MediaNodeService for ClientApi {
         Ok(Response::new(media_node(
             node,
             sessions_on(&applied.state, &node.id),
-            self.load(&node.id),
+            load(&node.id),
         )))
     }
 
@@ -94,6 +91,7 @@ impl MediaNodeService for ClientApi {
     ) -> Result<Response<ListMediaNodesResponse>, Status> {
         let req = request.get_ref();
         self.read_barrier(&request, req.consistency).await?;
+        let load = self.loads();
         let applied = crate::raft::read(&self.applied);
         let after = optional(req.page_token.clone());
         let (media_nodes, next_page_token) = page(
@@ -106,11 +104,7 @@ impl MediaNodeService for ClientApi {
                         .is_none_or(|after| node.id.as_str() > after)
                 })
                 .map(|node| {
-                    media_node(
-                        node,
-                        sessions_on(&applied.state, &node.id),
-                        self.load(&node.id),
-                    )
+                    media_node(node, sessions_on(&applied.state, &node.id), load(&node.id))
                 }),
             req.page_size,
             |n| n.id.clone(),
@@ -132,11 +126,12 @@ impl MediaNodeService for ClientApi {
         };
         match self.apply(&request, req.request_id, write).await? {
             Outcome::MediaNode(node) => {
+                let load = self.loads();
                 let applied = crate::raft::read(&self.applied);
                 Ok(Response::new(media_node(
                     &node,
                     sessions_on(&applied.state, &node.id),
-                    self.load(&node.id),
+                    load(&node.id),
                 )))
             }
             other => Err(unexpected(other).into()),

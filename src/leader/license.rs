@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::license::authority::{AuthorityClient, Usage};
 use crate::license::{LicenseConfig, Source, file};
-use crate::raft::{Raft, SharedApplied, now_millis, propose, read};
+use crate::raft::{Raft, SharedApplied, leading_term, now_millis, propose, read};
 use crate::state::{CheckOutcome, MAX_REASON_LEN, Millis, Op, State};
 
 /// The unit of metering.
@@ -54,11 +54,7 @@ pub async fn check_license(
             _ = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let leads = {
-            let m = raft.metrics().borrow_watched().clone();
-            m.current_leader == Some(m.id)
-        };
-        if !leads {
+        if leading_term(&raft).is_err() {
             continue;
         }
         let work = async {

@@ -11,14 +11,13 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use openraft::async_runtime::WatchReceiver;
 use rand::RngCore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::autoscaling::{Policy, advise};
 use super::fleet::{Fleet, sessions_per_node};
-use crate::raft::{Raft, SharedApplied, propose, read};
+use crate::raft::{Raft, SharedApplied, leading_term, propose, read};
 use crate::state::{AutoscalingAdvice, MediaNodeStatus, Op, Outcome};
 
 /// How many placements are in flight at once: enough to re-place a crashed node's
@@ -48,12 +47,8 @@ pub async fn tend_media_nodes(
             _ = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let term = {
-            let m = raft.metrics().borrow_watched().clone();
-            if m.current_leader != Some(m.id) {
-                continue;
-            }
-            m.current_term
+        let Ok(term) = leading_term(&raft) else {
+            continue;
         };
         // The fleet is per term: a new leader knows nothing of the heartbeats the old
         // one received, and gives every node a full timeout from now.

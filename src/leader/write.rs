@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::fleet::{Fleet, sessions_per_node};
 use crate::error::Error;
-use crate::raft::{Raft, SharedApplied, TypeConfig, not_leader, propose, read};
+use crate::raft::{Raft, SharedApplied, TypeConfig, leading_term, not_leader, propose, read};
 use crate::state::{
     self, ConnectionType, Limits, MediaMode, MediaNodeStatus, NewConnection, NewSession, Op,
     Outcome, RecordingMode, Role, VideoCodec,
@@ -374,17 +374,14 @@ impl Proposer {
     /// A heartbeat reaching the leader: noted in memory, and logged only when it brings
     /// the node to RUNNING. Answers the node as the registry records it.
     async fn heartbeat(&self, node_id: String, load: f64) -> Result<Written, Error> {
-        let metrics = self.raft.metrics().borrow_watched().clone();
-        if metrics.current_leader != Some(metrics.id) {
-            return Err(not_leader(metrics.id, metrics.current_leader));
-        }
+        let term = leading_term(&self.raft)?;
         let node = read(&self.applied)
             .state
             .media_node(&node_id)
             .cloned()
             .ok_or_else(|| Error::from(state::Error::not_found("media node", &node_id)))?;
         self.fleet
-            .at(metrics.current_term)
+            .at(term)
             .heartbeat(&node_id, load, tokio::time::Instant::now());
         if !matches!(
             node.status,

@@ -4,6 +4,6 @@ mod proposal;
 mod state_machine;
 mod types;
 
-pub use proposal::{not_leader, now_millis, propose};
+pub use proposal::{leading_term, not_leader, now_millis, propose};
 pub use state_machine::{Applied, SharedApplied, Snapshot, StateMachineStore, read};
 pub use types::{Entry, LogId, NodeId, Raft, SnapshotMeta, StoredMembership, TypeConfig, Vote};

@@ -3,6 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, RaftError};
 
 use super::{NodeId, Raft};
@@ -32,6 +33,18 @@ pub async fn propose(raft: &Raft, request_id: Option<String>, op: Op) -> Result<
         )),
         Err(RaftError::APIError(other)) => Err(Error::Unavailable(other.to_string())),
         Err(RaftError::Fatal(fatal)) => Err(Error::Unavailable(format!("raft stopped: {fatal}"))),
+    }
+}
+
+/// The term in which this master leads, or [`Error::NotLeader`] naming the leader it
+/// knows. Reads Raft's metrics in place, without copying them.
+pub fn leading_term(raft: &Raft) -> Result<u64, Error> {
+    let metrics = raft.metrics();
+    let m = metrics.borrow_watched();
+    if m.current_leader == Some(m.id) {
+        Ok(m.current_term)
+    } else {
+        Err(not_leader(m.id, m.current_leader))
     }
 }
 
