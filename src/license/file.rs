@@ -90,6 +90,14 @@ pub fn verify(contents: &str, public_key: &str) -> Result<Terms, Invalid> {
     serde_json::from_str(&file.terms).map_err(|e| Invalid::Malformed(format!("terms: {e}")))
 }
 
+/// Reads the license file at `path` and verifies it with `public_key`; the error is the
+/// sentence an operator reads.
+pub fn load(path: &std::path::Path, public_key: &str) -> Result<Terms, String> {
+    let contents = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the license file {}: {e}", path.display()))?;
+    verify(&contents, public_key).map_err(|e| e.to_string())
+}
+
 impl Terms {
     /// Whether the terms allow running `cores` cores at `now` (UNIX seconds).
     pub fn allow(&self, now: u64, cores: u64) -> Result<(), Invalid> {

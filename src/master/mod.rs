@@ -251,18 +251,14 @@ impl Master {
             tracing::info!(mode = license.source.mode(), "license checks on");
             if let crate::license::Source::Offline { file, public_key } = &license.source {
                 // Verified here to tell the operator at once; the leader's checks decide.
-                match std::fs::read_to_string(file)
-                    .map_err(|e| e.to_string())
-                    .and_then(|text| {
-                        crate::license::file::verify(&text, public_key).map_err(|e| e.to_string())
-                    }) {
+                match crate::license::file::load(file, public_key) {
                     Ok(terms) => tracing::info!(
                         licensee = %terms.licensee,
                         max_cores = terms.max_cores,
                         not_after = terms.not_after,
                         "license file verified"
                     ),
-                    Err(e) => tracing::error!("license file {}: {e}", file.display()),
+                    Err(e) => tracing::error!("{e}"),
                 }
             }
             tasks.spawn(
