@@ -118,9 +118,7 @@ impl Worker {
             match self.rng.random_range(0..100) {
                 0..25 => self.create_session(session).await,
                 25..33 => self.delete_session(session).await,
-                33..48 => {
-                    self.create_connection(session).await;
-                }
+                33..48 => self.create_connection(session).await,
                 48..58 => self.join(session).await,
                 58..63 => self.delete_connection(session).await,
                 63..80 => self.get(session, true).await,
@@ -159,13 +157,27 @@ impl Worker {
             .record(self.id, Call::DeleteSession { session }, at, outcome);
     }
 
-    async fn create_connection(&mut self, session: String) -> Option<pb::Connection> {
-        let request_id = new_request_id();
+    async fn create_connection(&mut self, session: String) {
+        if let Some(c) = self.send_connection(&session, new_request_id()).await {
+            self.tokens
+                .entry(session.clone())
+                .or_default()
+                .push(c.token);
+            self.connections.entry(session).or_default().push(c.id);
+        }
+    }
+
+    /// One recorded CreateConnection under `request_id`.
+    async fn send_connection(
+        &mut self,
+        session: &str,
+        request_id: String,
+    ) -> Option<pb::Connection> {
         let at = Instant::now();
         let result = self
             .client
             .create_connection(pb::CreateConnectionRequest {
-                session_id: session.clone(),
+                session_id: session.to_owned(),
                 request_id: request_id.clone(),
                 ..Default::default()
             })
@@ -177,25 +189,12 @@ impl Worker {
             }),
             Err(e) => failed(e),
         };
-        self.recorder.record(
-            self.id,
-            Call::CreateConnection {
-                session: session.clone(),
-                request_id,
-            },
-            at,
-            outcome,
-        );
-        let c = result.ok()?;
-        self.tokens
-            .entry(session.clone())
-            .or_default()
-            .push(c.token.clone());
-        self.connections
-            .entry(session)
-            .or_default()
-            .push(c.id.clone());
-        Some(c)
+        let call = Call::CreateConnection {
+            session: session.to_owned(),
+            request_id,
+        };
+        self.recorder.record(self.id, call, at, outcome);
+        result.ok()
     }
 
     async fn join(&mut self, session: String) {
@@ -293,31 +292,7 @@ impl Worker {
         self.create_session(session.clone()).await;
         let request_id = new_request_id();
         for _ in 0..2 {
-            let at = Instant::now();
-            let result = self
-                .client
-                .create_connection(pb::CreateConnectionRequest {
-                    session_id: session.clone(),
-                    request_id: request_id.clone(),
-                    ..Default::default()
-                })
-                .await;
-            let outcome = match &result {
-                Ok(c) => Outcome::Ok(Value::Connection {
-                    id: c.id.clone(),
-                    token: c.token.clone(),
-                }),
-                Err(e) => failed(e),
-            };
-            self.recorder.record(
-                self.id,
-                Call::CreateConnection {
-                    session: session.clone(),
-                    request_id: request_id.clone(),
-                },
-                at,
-                outcome,
-            );
+            self.send_connection(&session, request_id.clone()).await;
         }
     }
 
