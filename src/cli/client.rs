@@ -13,7 +13,7 @@ use tonic::Status;
 
 use super::output::{self, Format, Render};
 use crate::api::pb;
-use crate::client::{Client, Timeouts};
+use crate::client::{Client, Paged, Timeouts, follow_pages};
 
 /// Where the cluster is, and the secret it wants.
 #[derive(Debug, Args)]
@@ -194,8 +194,20 @@ struct Page {
 }
 
 impl Page {
-    fn single(&self) -> bool {
-        self.page_size.is_some() || self.page_token.is_some()
+    /// The page asked for (`--page-size`, `--page-token`), or, when neither was given,
+    /// every page as one answer.
+    async fn fetch<R, F, Fut>(&self, mut fetch: F) -> Result<R, Status>
+    where
+        R: Paged,
+        F: FnMut(String) -> Fut,
+        Fut: std::future::Future<Output = Result<R, Status>>,
+    {
+        let first = self.page_token.clone().unwrap_or_default();
+        if self.page_size.is_some() || self.page_token.is_some() {
+            fetch(first).await
+        } else {
+            follow_pages(first, fetch).await
+        }
     }
 }
 
@@ -411,18 +423,19 @@ impl SessionArgs {
                 c,
             ),
             SessionCommand::List { page } => {
-                let mut request = pb::ListSessionsRequest {
+                let request = pb::ListSessionsRequest {
                     page_size: page.page_size.unwrap_or(0),
-                    page_token: page.page_token.clone().unwrap_or_default(),
                     consistency: c.consistency(),
+                    ..Default::default()
                 };
-                let mut all = client.list_sessions(request.clone()).await?;
-                while !page.single() && !all.next_page_token.is_empty() {
-                    request.page_token = std::mem::take(&mut all.next_page_token);
-                    let next = client.list_sessions(request.clone()).await?;
-                    all.sessions.extend(next.sessions);
-                    all.next_page_token = next.next_page_token;
-                }
+                let all = page
+                    .fetch(|page_token| {
+                        client.list_sessions(pb::ListSessionsRequest {
+                            page_token,
+                            ..request.clone()
+                        })
+                    })
+                    .await?;
                 show(&all, c)
             }
             SessionCommand::Delete { id, request_id } => show(
@@ -472,19 +485,20 @@ impl ConnectionArgs {
                 c,
             ),
             ConnectionCommand::List { session, page } => {
-                let mut request = pb::ListConnectionsRequest {
+                let request = pb::ListConnectionsRequest {
                     session_id: session,
                     page_size: page.page_size.unwrap_or(0),
-                    page_token: page.page_token.clone().unwrap_or_default(),
                     consistency: c.consistency(),
+                    ..Default::default()
                 };
-                let mut all = client.list_connections(request.clone()).await?;
-                while !page.single() && !all.next_page_token.is_empty() {
-                    request.page_token = std::mem::take(&mut all.next_page_token);
-                    let next = client.list_connections(request.clone()).await?;
-                    all.connections.extend(next.connections);
-                    all.next_page_token = next.next_page_token;
-                }
+                let all = page
+                    .fetch(|page_token| {
+                        client.list_connections(pb::ListConnectionsRequest {
+                            page_token,
+                            ..request.clone()
+                        })
+                    })
+                    .await?;
                 show(&all, c)
             }
             ConnectionCommand::Join {
@@ -554,18 +568,19 @@ impl NodeArgs {
                 c,
             ),
             NodeCommand::List { page } => {
-                let mut request = pb::ListMediaNodesRequest {
+                let request = pb::ListMediaNodesRequest {
                     page_size: page.page_size.unwrap_or(0),
-                    page_token: page.page_token.clone().unwrap_or_default(),
                     consistency: c.consistency(),
+                    ..Default::default()
                 };
-                let mut all = client.list_media_nodes(request.clone()).await?;
-                while !page.single() && !all.next_page_token.is_empty() {
-                    request.page_token = std::mem::take(&mut all.next_page_token);
-                    let next = client.list_media_nodes(request.clone()).await?;
-                    all.media_nodes.extend(next.media_nodes);
-                    all.next_page_token = next.next_page_token;
-                }
+                let all = page
+                    .fetch(|page_token| {
+                        client.list_media_nodes(pb::ListMediaNodesRequest {
+                            page_token,
+                            ..request.clone()
+                        })
+                    })
+                    .await?;
                 show(&all, c)
             }
             NodeCommand::SetStatus {

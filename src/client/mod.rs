@@ -391,23 +391,57 @@ impl Client {
         &self,
         consistency: pb::Consistency,
     ) -> Result<Vec<pb::Session>, Status> {
-        let mut sessions = Vec::new();
-        let mut page_token = String::new();
-        loop {
-            let page = self
-                .list_sessions(pb::ListSessionsRequest {
-                    page_size: 0,
-                    page_token,
-                    consistency: consistency as i32,
-                })
-                .await?;
-            sessions.extend(page.sessions);
-            if page.next_page_token.is_empty() {
-                return Ok(sessions);
-            }
-            page_token = page.next_page_token;
-        }
+        let all = follow_pages(String::new(), |page_token| {
+            self.list_sessions(pb::ListSessionsRequest {
+                page_size: 0,
+                page_token,
+                consistency: consistency as i32,
+            })
+        })
+        .await?;
+        Ok(all.sessions)
     }
+}
+
+/// A list answer that may continue on another page.
+pub trait Paged {
+    /// The token of the next page, empty after the last.
+    fn next_page_token(&mut self) -> &mut String;
+    /// Appends the items of the `next` page and takes over its token.
+    fn absorb(&mut self, next: Self);
+}
+
+macro_rules! paged {
+    ($response:ty, $items:ident) => {
+        impl Paged for $response {
+            fn next_page_token(&mut self) -> &mut String {
+                &mut self.next_page_token
+            }
+            fn absorb(&mut self, next: Self) {
+                self.$items.extend(next.$items);
+                self.next_page_token = next.next_page_token;
+            }
+        }
+    };
+}
+paged!(pb::ListSessionsResponse, sessions);
+paged!(pb::ListConnectionsResponse, connections);
+paged!(pb::ListMediaNodesResponse, media_nodes);
+
+/// Fetches the page at `first_token` with `fetch`, then every page after it, as one
+/// answer whose `next_page_token` is empty.
+pub async fn follow_pages<R, F, Fut>(first_token: String, mut fetch: F) -> Result<R, Status>
+where
+    R: Paged,
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = Result<R, Status>>,
+{
+    let mut all = fetch(first_token).await?;
+    while !all.next_page_token().is_empty() {
+        let next = fetch(std::mem::take(all.next_page_token())).await?;
+        all.absorb(next);
+    }
+    Ok(all)
 }
 
 #[cfg(test)]
@@ -449,6 +483,32 @@ mod tests {
         ] {
             assert!(!retryable(&Status::new(code, "")), "{code:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn pages_are_followed_until_the_last_and_merged() {
+        let mut asked = Vec::new();
+        let all = follow_pages(String::new(), |token| {
+            asked.push(token.clone());
+            let (id, next) = match token.as_str() {
+                "" => ("a", "a"),
+                "a" => ("b", "b"),
+                _ => ("c", ""),
+            };
+            std::future::ready(Ok(pb::ListSessionsResponse {
+                sessions: vec![pb::Session {
+                    id: id.into(),
+                    ..Default::default()
+                }],
+                next_page_token: next.into(),
+            }))
+        })
+        .await
+        .unwrap();
+        let ids: Vec<&str> = all.sessions.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!(asked, ["", "a", "b"]);
+        assert!(all.next_page_token.is_empty());
     }
 
     #[test]
