@@ -15,6 +15,17 @@ use crate::error::Error;
 use crate::leader::Write;
 use crate::state::{self, Outcome};
 
+/// The answer to a write that yields a connection (create, join).
+fn connection_answer(outcome: Outcome) -> Result<Response<Connection>, Status> {
+    match outcome {
+        Outcome::Connection {
+            connection: c,
+            media_node_id,
+        } => Ok(Response::new(connection(&c, media_node_id.as_deref()))),
+        other => Err(unexpected(other).into()),
+    }
+}
+
 #[tonic::async_trait]
 impl ConnectionService for ClientApi {
     async fn create_connection(
@@ -28,13 +39,7 @@ impl ConnectionService for ClientApi {
             role: parse_or_default(&req.role, "role")?,
             server_data: req.server_data,
         };
-        match self.apply(&request, req.request_id, write).await? {
-            Outcome::Connection {
-                connection: c,
-                media_node_id,
-            } => Ok(Response::new(connection(&c, media_node_id.as_deref()))),
-            other => Err(unexpected(other).into()),
-        }
+        connection_answer(self.apply(&request, req.request_id, write).await?)
     }
 
     async fn get_connection(
@@ -107,13 +112,7 @@ impl ConnectionService for ClientApi {
             ip,
             client_data: req.client_data,
         };
-        match self.apply(&request, req.request_id, write).await? {
-            Outcome::Connection {
-                connection: c,
-                media_node_id,
-            } => Ok(Response::new(connection(&c, media_node_id.as_deref()))),
-            other => Err(unexpected(other).into()),
-        }
+        connection_answer(self.apply(&request, req.request_id, write).await?)
     }
 
     async fn delete_connection(
