@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use chorus::api::pb;
 use chorus::client::Client;
-use common::{Cluster, Heartbeats, Options};
+use common::{Cluster, Heartbeats, Options, register_media_node, set_media_node_status};
 
 const NODE_TIMEOUT_MS: u64 = 2_000;
 const BURSTS: usize = 5;
@@ -45,7 +45,7 @@ async fn main() {
     for burst in 0..BURSTS {
         let nodes: Vec<String> = (0..4).map(|i| format!("b{burst}-n{i}")).collect();
         for id in &nodes {
-            register(&client, id).await;
+            register_media_node(&client, id).await;
             beats.beat(id, 20.0);
         }
         wait_running(&client, &nodes).await;
@@ -62,16 +62,18 @@ async fn main() {
         let spread = counts.iter().max().unwrap() - counts.iter().min().unwrap();
         println!("burst {burst}: 100 sessions over 4 nodes: {counts:?}, max - min = {spread}");
         for id in &nodes {
-            set_status(&client, id, "WAITING_IDLE_TO_TERMINATE").await;
+            set_media_node_status(&client, id, "WAITING_IDLE_TO_TERMINATE")
+                .await
+                .unwrap();
         }
     }
 
     for round in 0..ROUNDS {
         let doomed = format!("doomed-{round}");
         let others: Vec<String> = (0..3).map(|i| format!("r{round}-n{i}")).collect();
-        register(&client, &doomed).await;
+        register_media_node(&client, &doomed).await;
         for id in &others {
-            register(&client, id).await;
+            register_media_node(&client, id).await;
             beats.beat(id, 10.0);
         }
         let last_beat = Arc::new(std::sync::Mutex::new(Instant::now()));
@@ -145,32 +147,11 @@ async fn main() {
         );
         for id in &others {
             beats.silence(id);
-            set_status(&client, id, "WAITING_IDLE_TO_TERMINATE").await;
+            set_media_node_status(&client, id, "WAITING_IDLE_TO_TERMINATE")
+                .await
+                .unwrap();
         }
     }
-}
-
-async fn register(client: &Client, id: &str) {
-    client
-        .register_media_node(pb::RegisterMediaNodeRequest {
-            id: id.into(),
-            uri: format!("ws://127.0.0.1:9/{id}"),
-            cores: 8,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-}
-
-async fn set_status(client: &Client, id: &str, status: &str) {
-    client
-        .set_media_node_status(pb::SetMediaNodeStatusRequest {
-            id: id.into(),
-            status: status.into(),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap();
 }
 
 async fn node(client: &Client, id: &str) -> pb::MediaNode {

@@ -303,21 +303,8 @@ async fn bad_requests_get_precise_codes_and_change_nothing() {
     let leader = cluster.leader().await;
     let follower = *cluster.masters.keys().find(|id| **id != leader).unwrap();
     let setup = cluster.client(&[leader]);
-    setup
-        .register_media_node(pb::RegisterMediaNodeRequest {
-            id: "media-1".into(),
-            uri: "ws://127.0.0.1:9".into(),
-            cores: 2,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    setup
-        .set_media_node_status(pb::SetMediaNodeStatusRequest {
-            id: "media-1".into(),
-            status: "RUNNING".into(),
-            request_id: String::new(),
-        })
+    common::register_media_node(&setup, "media-1").await;
+    common::set_media_node_status(&setup, "media-1", "RUNNING")
         .await
         .unwrap();
     setup.create_session(create("taken")).await.unwrap();

@@ -147,21 +147,8 @@ async fn an_authority_outage_spends_exactly_the_allowance_and_a_failover_keeps_c
 
     // A running conference: a placed session with a joined participant and a
     // pending one.
-    client
-        .register_media_node(pb::RegisterMediaNodeRequest {
-            id: "m1".into(),
-            uri: "ws://127.0.0.1:9".into(),
-            cores: 2,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    client
-        .set_media_node_status(pb::SetMediaNodeStatusRequest {
-            id: "m1".into(),
-            status: "RUNNING".into(),
-            request_id: String::new(),
-        })
+    common::register_media_node(&client, "m1").await;
+    common::set_media_node_status(&client, "m1", "RUNNING")
         .await
         .unwrap();
     client.create_session(create("running")).await.unwrap();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chorus::api::pb;
 use chorus::client::Client;
-use common::{Cluster, Heartbeats, Options};
+use common::{Cluster, Heartbeats, Options, register_media_node, set_media_node_status};
 use tonic::Code;
 
 const LINEARIZABLE: i32 = pb::Consistency::Linearizable as i32;
@@ -25,18 +25,6 @@ fn cluster(node_timeout_ms: u64) -> Cluster {
             ..Options::default()
         },
     )
-}
-
-async fn register(client: &Client, id: &str) {
-    client
-        .register_media_node(pb::RegisterMediaNodeRequest {
-            id: id.into(),
-            uri: format!("ws://127.0.0.1:8443/{id}"),
-            cores: 4,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
 }
 
 async fn node(client: &Client, id: &str) -> pb::MediaNode {
@@ -112,7 +100,7 @@ async fn a_burst_of_sessions_spreads_over_the_nodes() {
     let client = cluster.client_all();
     let nodes = ["n1", "n2", "n3", "n4"];
     for id in nodes {
-        register(&client, id).await;
+        register_media_node(&client, id).await;
         // One report each, all equally loaded; none during the burst.
         let beat = client
             .heartbeat(pb::HeartbeatRequest {
@@ -167,7 +155,7 @@ async fn a_silent_node_crashes_and_its_sessions_move_with_fresh_tokens() {
     let client = cluster.client_all();
     let beats = Heartbeats::start(client.clone(), BEAT);
     for id in ["n1", "n2", "n3"] {
-        register(&client, id).await;
+        register_media_node(&client, id).await;
         beats.beat(id, 10.0);
     }
     for id in ["n1", "n2", "n3"] {
@@ -235,7 +223,7 @@ async fn the_next_leader_places_what_the_dead_one_displaced() {
     let leader = cluster.leader().await;
     let client = cluster.client_all();
     let beats = Heartbeats::start(client.clone(), BEAT);
-    register(&client, "only").await;
+    register_media_node(&client, "only").await;
     beats.beat("only", 10.0);
     wait_status(&cluster, &client, "only", "RUNNING").await;
     for i in 0..20 {
@@ -252,7 +240,7 @@ async fn the_next_leader_places_what_the_dead_one_displaced() {
     let survivors = cluster.running();
     let client = cluster.client(&survivors);
     let beats = Heartbeats::start(client.clone(), BEAT);
-    register(&client, "fresh").await;
+    register_media_node(&client, "fresh").await;
     beats.beat("fresh", 10.0);
     cluster
         .eventually("the new leader placed every waiting session", || async {
@@ -270,7 +258,7 @@ async fn a_leader_failover_crashes_no_healthy_node() {
     let client = cluster.client_all();
     let beats = Heartbeats::start(client.clone(), BEAT);
     for id in ["n1", "n2"] {
-        register(&client, id).await;
+        register_media_node(&client, id).await;
         beats.beat(id, 10.0);
         wait_status(&cluster, &client, id, "RUNNING").await;
     }
@@ -290,22 +278,10 @@ async fn statuses_follow_the_graph_and_draining_nodes_empty_out() {
     let cluster = cluster(5_000);
     cluster.leader().await;
     let client = cluster.client_all();
-    let set = |id: &'static str, status: &'static str| {
-        let client = client.clone();
-        async move {
-            client
-                .set_media_node_status(pb::SetMediaNodeStatusRequest {
-                    id: id.into(),
-                    status: status.into(),
-                    request_id: String::new(),
-                })
-                .await
-        }
-    };
-    register(&client, "a").await;
-    register(&client, "b").await;
+    register_media_node(&client, "a").await;
+    register_media_node(&client, "b").await;
     // Same id, same uri: idempotent; another uri: ALREADY_EXISTS.
-    register(&client, "a").await;
+    register_media_node(&client, "a").await;
     let other = client
         .register_media_node(pb::RegisterMediaNodeRequest {
             id: "a".into(),
@@ -317,16 +293,42 @@ async fn statuses_follow_the_graph_and_draining_nodes_empty_out() {
         .unwrap_err();
     assert_eq!(other.code(), Code::AlreadyExists);
     // launching → canceled → launching → running; running → terminated is refused.
-    assert_eq!(set("a", "CANCELED").await.unwrap().status, "CANCELED");
-    assert_eq!(set("a", "LAUNCHING").await.unwrap().status, "LAUNCHING");
-    assert_eq!(set("a", "RUNNING").await.unwrap().status, "RUNNING");
-    let refused = set("a", "TERMINATED").await.unwrap_err();
+    assert_eq!(
+        set_media_node_status(&client, "a", "CANCELED")
+            .await
+            .unwrap()
+            .status,
+        "CANCELED"
+    );
+    assert_eq!(
+        set_media_node_status(&client, "a", "LAUNCHING")
+            .await
+            .unwrap()
+            .status,
+        "LAUNCHING"
+    );
+    assert_eq!(
+        set_media_node_status(&client, "a", "RUNNING")
+            .await
+            .unwrap()
+            .status,
+        "RUNNING"
+    );
+    let refused = set_media_node_status(&client, "a", "TERMINATED")
+        .await
+        .unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
     assert!(
         refused.message().contains("RUNNING") && refused.message().contains("TERMINATED"),
         "{refused:?}"
     );
-    assert_eq!(set("b", "RUNNING").await.unwrap().status, "RUNNING");
+    assert_eq!(
+        set_media_node_status(&client, "b", "RUNNING")
+            .await
+            .unwrap()
+            .status,
+        "RUNNING"
+    );
 
     // a serves a session; it drains: no new sessions, then TERMINATING once empty.
     let on_a = client
@@ -345,7 +347,10 @@ async fn statuses_follow_the_graph_and_draining_nodes_empty_out() {
     });
     assert_eq!(refused.await.unwrap_err().code(), Code::FailedPrecondition);
     assert_eq!(
-        set("a", "WAITING_IDLE_TO_TERMINATE").await.unwrap().status,
+        set_media_node_status(&client, "a", "WAITING_IDLE_TO_TERMINATE")
+            .await
+            .unwrap()
+            .status,
         "WAITING_IDLE_TO_TERMINATE"
     );
     for i in 0..4 {
@@ -385,7 +390,7 @@ async fn statuses_follow_the_graph_and_draining_nodes_empty_out() {
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
     // A node that comes up takes them.
-    register(&client, "c").await;
+    register_media_node(&client, "c").await;
     client
         .heartbeat(pb::HeartbeatRequest {
             node_id: "c".into(),
@@ -443,7 +448,7 @@ async fn autoscaling_advice_follows_the_load_and_reaches_every_master() {
     let client = cluster.client_all();
     let beats = Heartbeats::start(client.clone(), BEAT);
     for id in ["n1", "n2"] {
-        register(&client, id).await;
+        register_media_node(&client, id).await;
     }
     // n1 serves a session, so n2 is the less busy one.
     beats.beat("n1", 90.0);
@@ -587,7 +592,7 @@ async fn a_leader_kill_racing_a_re_placement_leaves_nothing_behind_or_doubled() 
     let leader = cluster.leader().await;
     let client = cluster.client_all();
     let beats = Heartbeats::start(client.clone(), BEAT);
-    register(&client, "doomed").await;
+    register_media_node(&client, "doomed").await;
     beats.beat("doomed", 0.0);
     wait_status(&cluster, &client, "doomed", "RUNNING").await;
     let total = 150;
@@ -595,7 +600,7 @@ async fn a_leader_kill_racing_a_re_placement_leaves_nothing_behind_or_doubled() 
         session_with_connection(&client, &format!("s{i}")).await;
     }
     for id in ["n2", "n3"] {
-        register(&client, id).await;
+        register_media_node(&client, id).await;
         beats.beat(id, 10.0);
         wait_status(&cluster, &client, id, "RUNNING").await;
     }

@@ -527,3 +527,31 @@ impl Heartbeats {
         self.beating.lock().unwrap().remove(node);
     }
 }
+
+/// Registers media node `id` (4 cores) through `client`.
+pub async fn register_media_node(client: &chorus::client::Client, id: &str) {
+    client
+        .register_media_node(pb::RegisterMediaNodeRequest {
+            id: id.into(),
+            uri: format!("ws://127.0.0.1:9/{id}"),
+            cores: 4,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+/// Asks to move media node `id` to `status`.
+pub async fn set_media_node_status(
+    client: &chorus::client::Client,
+    id: &str,
+    status: &str,
+) -> Result<pb::MediaNode, tonic::Status> {
+    client
+        .set_media_node_status(pb::SetMediaNodeStatusRequest {
+            id: id.into(),
+            status: status.into(),
+            request_id: String::new(),
+        })
+        .await
+}
