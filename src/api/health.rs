@@ -41,7 +41,8 @@ pub async fn report_health(
             _ = ticker.tick() => {}
         }
         let (in_touch, applied, committed) = {
-            let m = raft.metrics().borrow_watched().clone();
+            let metrics = raft.metrics();
+            let m = metrics.borrow_watched();
             let in_touch = match m.current_leader {
                 Some(leader) if leader == m.id => m
                     .last_quorum_acked
