@@ -85,10 +85,12 @@ pub struct Config {
 pub mod defaults {
     /// Heartbeats every 50 ms keep followers' election timers far from firing.
     pub const HEARTBEAT_MS: u64 = 50;
-    /// An election starts 300–600 ms after the leader fell silent: a failover well under
-    /// one second, and several missed heartbeats before a follower gives up.
-    pub const ELECTION_TIMEOUT_MIN_MS: u64 = 300;
-    pub const ELECTION_TIMEOUT_MAX_MS: u64 = 600;
+    /// A follower campaigns once the leader's lease (openraft sets it to the maximum
+    /// timeout) and then its own randomized timeout have passed in silence: 300 ms +
+    /// 150–300 ms, so a dead leader is replaced 450–600 ms after its last heartbeat, with
+    /// five missed heartbeats before anyone gives up.
+    pub const ELECTION_TIMEOUT_MIN_MS: u64 = 150;
+    pub const ELECTION_TIMEOUT_MAX_MS: u64 = 300;
     /// Snapshot every 10k entries: restarts replay at most that many entries.
     pub const SNAPSHOT_LOGS_SINCE_LAST: u64 = 10_000;
     /// 64 MiB: large enough for a batch of appends, small enough to bound memory.

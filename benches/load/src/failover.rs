@@ -1,0 +1,322 @@
+//! Failover rounds, and the side-by-side comparison with etcd.
+//!
+//! A round, under a steady write load: wait until the cluster has converged, signal the
+//! leader, and from that instant run one writer per surviving member, each bound to that
+//! member alone and retrying until a write succeeds. The round's figure is the time from
+//! the signal to the first of those successes: a write that *started* after the signal
+//! and went through a survivor. The stopped member is then restarted and caught up.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chorus::api::pb;
+use futures::future::select_all;
+use prost::Message;
+
+use crate::chorus_cluster::Masters;
+use crate::etcd::{self, Etcd, EtcdWorker};
+use crate::load::{self, Report, Worker, round};
+use crate::workload::{self, Shape, TIMEOUTS, Target, Via};
+use crate::BenchResult;
+
+/// Pause between a probe's failed write and its next one.
+const PROBE_BACKOFF: Duration = Duration::from_millis(5);
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Signal {
+    /// SIGKILL: the leader vanishes; the others must notice and elect.
+    Kill,
+    /// SIGTERM: the leader shuts down gracefully and hands leadership over.
+    Term,
+}
+
+impl Signal {
+    fn number(self) -> i32 {
+        match self {
+            Signal::Kill => libc::SIGKILL,
+            Signal::Term => libc::SIGTERM,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Signal::Kill => "SIGKILL",
+            Signal::Term => "SIGTERM",
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct FailoverArgs {
+    /// How the leader is stopped.
+    #[arg(long, value_enum, default_value_t = Signal::Kill)]
+    signal: Signal,
+    /// Rounds: leaders stopped (and restarted).
+    #[arg(long, default_value_t = 9)]
+    rounds: usize,
+    /// Clients keeping a steady CreateSession load through every master.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Masters: 3 or 5.
+    #[arg(long, default_value_t = 3)]
+    masters: usize,
+}
+
+#[derive(clap::Args)]
+pub struct CompareArgs {
+    /// Concurrent clients of each system.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Seconds of each measured phase (writes, then reads).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Leader SIGKILL rounds of each system.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+}
+
+/// What failover needs of a replicated system.
+pub trait System {
+    /// Waits until every running member agrees and is caught up; returns the leader.
+    fn converged(&self) -> impl Future<Output = BenchResult<usize>>;
+    fn running(&self) -> Vec<usize>;
+    fn pid(&self, id: usize) -> Option<u32>;
+    /// Waits for a signalled member to end.
+    fn reap(&mut self, id: usize, signal: i32) -> BenchResult;
+    fn restart(&mut self, id: usize) -> BenchResult;
+    /// Writes through member `id` alone until a write succeeds; resolves to when.
+    fn probe(&self, id: usize) -> impl Future<Output = Instant> + Send + 'static;
+}
+
+impl System for Masters {
+    fn converged(&self) -> impl Future<Output = BenchResult<usize>> {
+        Masters::converged(self)
+    }
+    fn running(&self) -> Vec<usize> {
+        Masters::running(self)
+    }
+    fn pid(&self, id: usize) -> Option<u32> {
+        Masters::pid(self, id)
+    }
+    fn reap(&mut self, id: usize, signal: i32) -> BenchResult {
+        self.stop(id, signal)
+    }
+    fn restart(&mut self, id: usize) -> BenchResult {
+        Masters::restart(self, id)
+    }
+    fn probe(&self, id: usize) -> impl Future<Output = Instant> + Send + 'static {
+        let client = self.client_of(id, TIMEOUTS);
+        async move {
+            let Ok(client) = client else {
+                return never().await;
+            };
+            loop {
+                let request = pb::CreateSessionRequest::default();
+                if client.create_session(request).await.is_ok() {
+                    return Instant::now();
+                }
+                tokio::time::sleep(PROBE_BACKOFF).await;
+            }
+        }
+    }
+}
+
+impl System for Etcd {
+    fn converged(&self) -> impl Future<Output = BenchResult<usize>> {
+        Etcd::converged(self)
+    }
+    fn running(&self) -> Vec<usize> {
+        Etcd::running(self)
+    }
+    fn pid(&self, id: usize) -> Option<u32> {
+        Etcd::pid(self, id)
+    }
+    fn reap(&mut self, id: usize, signal: i32) -> BenchResult {
+        self.stop(id, signal)
+    }
+    fn restart(&mut self, id: usize) -> BenchResult {
+        Etcd::restart(self, id)
+    }
+    fn probe(&self, id: usize) -> impl Future<Output = Instant> + Send + 'static {
+        let endpoint = self.endpoint(id);
+        async move {
+            let mut written = 0u64;
+            loop {
+                if let Ok(mut client) = etcd::connect(&[endpoint.clone()], Duration::from_secs(3)).await {
+                    loop {
+                        written += 1;
+                        let key = format!("probe/{id}/{written}");
+                        if client.put(key, "x", None).await.is_ok() {
+                            return Instant::now();
+                        }
+                        tokio::time::sleep(PROBE_BACKOFF).await;
+                    }
+                }
+                tokio::time::sleep(PROBE_BACKOFF).await;
+            }
+        }
+    }
+}
+
+async fn never() -> Instant {
+    std::future::pending().await
+}
+
+/// Failover times of `rounds` rounds, in order.
+pub async fn rounds<S: System>(system: &mut S, signal: Signal, rounds: usize, label: &str) -> BenchResult<Vec<Duration>> {
+    let mut times = Vec::new();
+    for round in 1..=rounds {
+        let leader = system.converged().await?;
+        let pid = system.pid(leader).ok_or("the leader is not running")?;
+        let stopped = Instant::now();
+        // SAFETY: kill(2) on the pid of a child not yet reaped.
+        unsafe { libc::kill(pid as i32, signal.number()) };
+        let probes: Vec<_> = system
+            .running()
+            .into_iter()
+            .filter(|id| *id != leader)
+            .map(|id| Box::pin(tokio::spawn(system.probe(id))))
+            .collect();
+        let (first, _, others) = select_all(probes).await;
+        for other in others {
+            other.abort();
+        }
+        let took = first?.duration_since(stopped);
+        println!(
+            "{label} round {round}: {} of leader {leader}, a survivor wrote after {:.0} ms",
+            signal.name(),
+            took.as_secs_f64() * 1000.0
+        );
+        times.push(took);
+        system.reap(leader, signal.number())?;
+        system.restart(leader)?;
+    }
+    system.converged().await?;
+    Ok(times)
+}
+
+/// Median and max in milliseconds.
+fn summary(times: &[Duration]) -> (f64, f64) {
+    let mut ms: Vec<f64> = times.iter().map(|t| t.as_secs_f64() * 1000.0).collect();
+    ms.sort_by(f64::total_cmp);
+    (ms[ms.len() / 2], ms[ms.len() - 1])
+}
+
+/// Keeps `workers` writing in the background until the returned handle is finished.
+fn steady<W: Worker>(workers: Vec<W>) -> (Arc<std::sync::atomic::AtomicBool>, tokio::task::JoinHandle<Report>) {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let task = tokio::spawn(load::drive_until(workers, stop.clone()));
+    (stop, task)
+}
+
+/// `chorus-bench failover`.
+pub async fn run(args: FailoverArgs) -> BenchResult {
+    let mut masters = Masters::start(args.masters, &[]).await?;
+    let target = masters.target();
+    let writers = workload::workers(Shape::CreateSession, &target, Via::All, args.clients, Duration::ZERO, 0).await?;
+    let (stop, load) = steady(writers);
+    let times = rounds(&mut masters, args.signal, args.rounds, "chorus").await?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let load = load.await?;
+    let (median, max) = summary(&times);
+    println!(
+        "{} of the leader to a write through a survivor, {} rounds: median {median:.0} ms, max {max:.0} ms",
+        args.signal.name(),
+        args.rounds
+    );
+    println!("steady load meanwhile: {}", load.line());
+    let json = serde_json::json!({
+        "signal": args.signal.name(),
+        "masters": args.masters,
+        "rounds": args.rounds,
+        "failover_ms": times.iter().map(|t| round(t.as_secs_f64() * 1000.0)).collect::<Vec<_>>(),
+        "median_ms": round(median),
+        "max_ms": round(max),
+        "load_ops": load.ops,
+        "load_errors": load.errors,
+    });
+    println!("{json}");
+    Ok(())
+}
+
+/// Keys the etcd reads pick from, as many as the sessions Chorus reads pick from.
+const READ_KEYS: usize = 1_000;
+
+/// `chorus-bench compare`: the same shapes against etcd and Chorus, one after the other.
+pub async fn compare(args: CompareArgs) -> BenchResult {
+    let duration = Duration::from_secs(args.seconds);
+    let mut etcd = Etcd::start(3).await?;
+    let mut masters = Masters::start(3, &[]).await?;
+    let target: Target = masters.target();
+    println!("3-master Chorus and 3-member etcd on loopback, {} clients, {} s per phase", args.clients, args.seconds);
+
+    let chorus_writes = workload::run(Shape::CreateSession, &target, Via::All, args.clients, duration, 0).await?;
+    println!("chorus CreateSession:   {}", chorus_writes.line());
+    // One Put of the same payload size as a CreateSession request on the wire.
+    let value_bytes = pb::CreateSessionRequest {
+        request_id: chorus::client::new_request_id(),
+        ..Default::default()
+    }
+    .encoded_len();
+    let mut writers = Vec::new();
+    for i in 0..args.clients {
+        let endpoint = etcd.endpoint(1 + i % 3);
+        writers.push(EtcdWorker::writer(etcd::connect(&[endpoint], Duration::from_secs(10)).await?, i, value_bytes));
+    }
+    let etcd_writes = warm_and_drive(writers, duration).await?;
+    println!("etcd Put ({value_bytes} B):      {}", etcd_writes.line());
+
+    let chorus_reads = workload::run(Shape::Get, &target, Via::All, args.clients, duration, 0).await?;
+    println!("chorus GetSession:      {}", chorus_reads.line());
+    let keys: Arc<Vec<String>> = Arc::new((0..READ_KEYS).map(|i| format!("read/{i}")).collect());
+    let mut client = etcd::connect(&etcd.endpoints(), Duration::from_secs(10)).await?;
+    for key in keys.iter() {
+        client.put(key.as_str(), vec![b'x'; value_bytes], None).await?;
+    }
+    let mut readers = Vec::new();
+    for i in 0..args.clients {
+        let endpoint = etcd.endpoint(1 + i % 3);
+        readers.push(EtcdWorker::reader(etcd::connect(&[endpoint], Duration::from_secs(10)).await?, keys.clone()));
+    }
+    let etcd_reads = warm_and_drive(readers, duration).await?;
+    println!("etcd linearizable Get:  {}", etcd_reads.line());
+
+    let chorus_failover = rounds(&mut masters, Signal::Kill, args.rounds, "chorus").await?;
+    let etcd_failover = rounds(&mut etcd, Signal::Kill, args.rounds, "etcd").await?;
+    let (chorus_median, chorus_max) = summary(&chorus_failover);
+    let (etcd_median, etcd_max) = summary(&etcd_failover);
+    println!("leader SIGKILL to a write through a survivor: chorus median {chorus_median:.0} ms (max {chorus_max:.0}), etcd median {etcd_median:.0} ms (max {etcd_max:.0})");
+
+    let json = serde_json::json!({
+        "clients": args.clients,
+        "seconds": args.seconds,
+        "chorus_writes_per_s": round(chorus_writes.ops_per_s()),
+        "etcd_writes_per_s": round(etcd_writes.ops_per_s()),
+        "write_ratio": round(chorus_writes.ops_per_s() / etcd_writes.ops_per_s()),
+        "chorus_write_p50_ms": round(chorus_writes.quantile_ms(0.5)),
+        "etcd_write_p50_ms": round(etcd_writes.quantile_ms(0.5)),
+        "chorus_write_p99_ms": round(chorus_writes.quantile_ms(0.99)),
+        "etcd_write_p99_ms": round(etcd_writes.quantile_ms(0.99)),
+        "chorus_reads_per_s": round(chorus_reads.ops_per_s()),
+        "etcd_reads_per_s": round(etcd_reads.ops_per_s()),
+        "chorus_read_p99_ms": round(chorus_reads.quantile_ms(0.99)),
+        "etcd_read_p99_ms": round(etcd_reads.quantile_ms(0.99)),
+        "chorus_write_errors": chorus_writes.errors,
+        "etcd_write_errors": etcd_writes.errors,
+        "chorus_failover_ms": round(chorus_median),
+        "etcd_failover_ms": round(etcd_median),
+        "chorus_failover_max_ms": round(chorus_max),
+        "etcd_failover_max_ms": round(etcd_max),
+    });
+    println!("{json}");
+    Ok(())
+}
+
+/// One unmeasured operation per worker, then the measured run.
+async fn warm_and_drive<W: Worker>(mut workers: Vec<W>, duration: Duration) -> BenchResult<Report> {
+    for worker in &mut workers {
+        worker.op().await?;
+    }
+    Ok(load::drive(workers, duration).await)
+}

@@ -1,0 +1,152 @@
+//! `chorus-bench`: Chorus's load generator.
+//!
+//! ```text
+//! cargo run --release -p chorus-bench -- <workload> [--clients C] [--seconds S] …
+//! cargo run --release -p chorus-bench -- failover --signal kill|term [--rounds R]
+//! cargo run --release -p chorus-bench -- compare --clients C --seconds S
+//! cargo run --release -p chorus-bench -- scale [--sessions N] [--connections-per-session K]
+//! ```
+//!
+//! Workloads run against a cluster the bench starts itself (3 or 5 real `chorus serve`
+//! processes on loopback, fresh data dirs; the processes are this binary re-executed as
+//! `chorus-bench master …`) or against `--endpoints`. Every run prints what it measured
+//! and ends with one JSON object on its own line, for scripts.
+
+mod chorus_cluster;
+mod etcd;
+mod failover;
+mod load;
+mod procfs;
+mod scale;
+mod workload;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::chorus_cluster::Masters;
+use crate::workload::{Shape, Via};
+
+#[derive(Parser)]
+#[command(name = "chorus-bench", about = "Load, failover and scale benchmarks for Chorus")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// CreateSession: one new session per operation.
+    CreateSession(LoadArgs),
+    /// CreateConnection into a few sessions per client.
+    CreateConnection(LoadArgs),
+    /// JoinConnection of pending connections created beforehand.
+    Join(LoadArgs),
+    /// Linearizable GetSession of existing sessions.
+    Get(LoadArgs),
+    /// Stale (local) GetSession of existing sessions.
+    StaleGet(LoadArgs),
+    /// A session's life: create, 2 connections, 2 joins, 4 linearizable gets, delete.
+    Mix(LoadArgs),
+    /// Time from killing the leader to the first write through a surviving master.
+    Failover(failover::FailoverArgs),
+    /// The same shapes and failover against a 3-member etcd and a 3-master Chorus.
+    Compare(failover::CompareArgs),
+    /// Load many sessions and connections; memory, snapshot and restart figures.
+    Scale(scale::ScaleArgs),
+}
+
+/// Arguments shared by every workload.
+#[derive(Args, Clone)]
+pub struct LoadArgs {
+    /// Concurrent clients, each with its own connections and one request in flight.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// How long the measured phase lasts.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Masters to start when no `--endpoints` are given: 3 or 5.
+    #[arg(long, default_value_t = 3)]
+    masters: usize,
+    /// Run against these masters (`host:port,…`) instead of starting a cluster.
+    #[arg(long, value_delimiter = ',')]
+    endpoints: Vec<String>,
+    /// The API secret of `--endpoints`.
+    #[arg(long, env = "CHORUS_API_SECRET", hide_env_values = true)]
+    api_secret: Option<String>,
+    /// Which master each client talks to first: `all` spreads clients over the
+    /// masters, `leader` and `follower` aim every client at one of that role.
+    #[arg(long, value_enum, default_value_t = Via::All)]
+    via: Via,
+    /// Bytes of `server_data` in each CreateConnection.
+    #[arg(long, default_value_t = 64)]
+    payload_bytes: usize,
+}
+
+fn main() -> ExitCode {
+    if let Some(code) = chorus_cluster::run_as_master() {
+        return code;
+    }
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::CreateSession(args) => run_workload(Shape::CreateSession, args).await,
+            Command::CreateConnection(args) => run_workload(Shape::CreateConnection, args).await,
+            Command::Join(args) => run_workload(Shape::Join, args).await,
+            Command::Get(args) => run_workload(Shape::Get, args).await,
+            Command::StaleGet(args) => run_workload(Shape::StaleGet, args).await,
+            Command::Mix(args) => run_workload(Shape::Mix, args).await,
+            Command::Failover(args) => failover::run(args).await,
+            Command::Compare(args) => failover::compare(args).await,
+            Command::Scale(args) => scale::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chorus-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub type BenchResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Runs one workload against the given or a fresh cluster and prints its report.
+async fn run_workload(shape: Shape, args: LoadArgs) -> BenchResult {
+    let masters = if args.endpoints.is_empty() {
+        Some(Masters::start(args.masters, &[]).await?)
+    } else {
+        None
+    };
+    let target = match &masters {
+        Some(masters) => masters.target(),
+        None => workload::Target::remote(
+            args.endpoints.clone(),
+            args.api_secret
+                .clone()
+                .ok_or("--endpoints needs --api-secret or CHORUS_API_SECRET")?,
+        ),
+    };
+    let usage_before = masters.as_ref().map(Masters::usage);
+    let report = workload::run(
+        shape,
+        &target,
+        args.via,
+        args.clients,
+        Duration::from_secs(args.seconds),
+        args.payload_bytes,
+    )
+    .await?;
+    let usage = masters
+        .as_ref()
+        .zip(usage_before)
+        .map(|(m, before)| m.usage().since(&before));
+    report.print(shape.name(), args.clients, usage.as_ref());
+    Ok(())
+}

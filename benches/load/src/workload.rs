@@ -1,0 +1,363 @@
+//! The Chorus workloads: what each client sends, and the set-up some of them need.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chorus::api::pb;
+use chorus::client::{Client, Timeouts};
+use rand::Rng;
+use tonic::Status;
+
+use crate::BenchResult;
+use crate::load::{self, Report, Worker};
+
+/// Which requests a workload sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    CreateSession,
+    CreateConnection,
+    Join,
+    Get,
+    StaleGet,
+    Mix,
+}
+
+impl Shape {
+    pub fn name(self) -> &'static str {
+        match self {
+            Shape::CreateSession => "create-session",
+            Shape::CreateConnection => "create-connection",
+            Shape::Join => "join",
+            Shape::Get => "get",
+            Shape::StaleGet => "stale-get",
+            Shape::Mix => "mix",
+        }
+    }
+}
+
+/// Which master each client talks to first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    /// Client `i` starts at master `i mod n`: the load spreads over every master.
+    All,
+    /// Every client starts at the leader.
+    Leader,
+    /// Every client starts at one follower (its writes are forwarded).
+    Follower,
+}
+
+/// The masters a workload talks to.
+#[derive(Clone)]
+pub struct Target {
+    endpoints: Vec<String>,
+    api_secret: String,
+}
+
+/// Sessions a read workload reads from.
+const READ_SESSIONS: usize = 1_000;
+/// Connections a CreateConnection client puts in one session before opening the next:
+/// under the default limit of 1,000 per session.
+const CONNECTIONS_PER_SESSION: u32 = 500;
+
+/// The timeouts of bench clients: a write may wait out an election, but a stuck
+/// request must not hold a client for long.
+pub const TIMEOUTS: Timeouts = Timeouts {
+    attempt: Duration::from_secs(3),
+    total: Duration::from_secs(10),
+    backoff: Duration::from_millis(20),
+    connect: Duration::from_secs(1),
+};
+
+impl Target {
+    pub fn remote(endpoints: Vec<String>, api_secret: String) -> Target {
+        Target {
+            endpoints,
+            api_secret,
+        }
+    }
+
+    /// The index of the first endpoint whose master has the role asked for.
+    async fn first_with_role(&self, leader: bool) -> BenchResult<usize> {
+        for (i, endpoint) in self.endpoints.iter().enumerate() {
+            let client = Client::with_timeouts(&[endpoint], &self.api_secret, TIMEOUTS)?;
+            let status = client.cluster_status_of(0).await?;
+            if (status.role == "leader") == leader {
+                return Ok(i);
+            }
+        }
+        Err(format!("no master is a {}", if leader { "leader" } else { "follower" }).into())
+    }
+
+    /// One client per worker, starting at the master `via` asks for and failing over
+    /// to the others in turn.
+    pub async fn clients(&self, via: Via, count: usize) -> BenchResult<Vec<Client>> {
+        let fixed = match via {
+            Via::All => None,
+            Via::Leader => Some(self.first_with_role(true).await?),
+            Via::Follower => Some(self.first_with_role(false).await?),
+        };
+        (0..count)
+            .map(|i| {
+                let first = fixed.unwrap_or(i % self.endpoints.len());
+                let mut order = self.endpoints.clone();
+                order.rotate_left(first);
+                Ok(Client::with_timeouts(&order, &self.api_secret, TIMEOUTS)?)
+            })
+            .collect()
+    }
+}
+
+fn timed<T>(started: Instant, result: Result<T, Status>) -> Result<(T, Duration), String> {
+    let took = started.elapsed();
+    result
+        .map(|value| (value, took))
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+}
+
+/// Pending connection tokens, shared by every joining client.
+type TokenPool = Arc<Mutex<Vec<String>>>;
+
+/// One Chorus client running a workload.
+pub struct ChorusWorker {
+    shape: Shape,
+    client: Client,
+    server_data: String,
+    /// Sessions to read (get, stale-get).
+    read_sessions: Arc<Vec<String>>,
+    /// The session connections go into, and how many it has.
+    session: Option<(String, u32)>,
+    /// Tokens made by create-connection (when collecting) or consumed by join.
+    tokens: Option<TokenPool>,
+    /// Step of the mix cycle, and the mix's current session and tokens.
+    step: usize,
+    mix_tokens: Vec<String>,
+}
+
+impl ChorusWorker {
+    fn new(shape: Shape, client: Client, server_data: String) -> ChorusWorker {
+        ChorusWorker {
+            shape,
+            client,
+            server_data,
+            read_sessions: Arc::default(),
+            session: None,
+            tokens: None,
+            step: 0,
+            mix_tokens: Vec::new(),
+        }
+    }
+
+    async fn create_session(&self) -> Result<(String, Duration), String> {
+        let started = Instant::now();
+        let result = self
+            .client
+            .create_session(pb::CreateSessionRequest::default())
+            .await;
+        timed(started, result).map(|(s, took)| (s.id, took))
+    }
+
+    async fn create_connection(&self, session_id: &str) -> Result<(String, Duration), String> {
+        let request = pb::CreateConnectionRequest {
+            session_id: session_id.to_owned(),
+            server_data: self.server_data.clone(),
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let result = self.client.create_connection(request).await;
+        timed(started, result).map(|(c, took)| (c.token, took))
+    }
+
+    async fn join(&self, token: String) -> Result<Duration, String> {
+        let request = pb::JoinConnectionRequest {
+            token,
+            ip: "127.0.0.1".into(),
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let result = self.client.join_connection(request).await;
+        timed(started, result).map(|(_, took)| took)
+    }
+
+    async fn get(&self, session_id: String, consistency: pb::Consistency) -> Result<Duration, String> {
+        let request = pb::GetSessionRequest {
+            session_id,
+            consistency: consistency.into(),
+        };
+        let started = Instant::now();
+        let result = self.client.get_session(request).await;
+        timed(started, result).map(|(_, took)| took)
+    }
+
+    fn random_read_session(&self) -> String {
+        let i = rand::rng().random_range(0..self.read_sessions.len());
+        self.read_sessions[i].clone()
+    }
+
+    /// A CreateConnection into this client's current session, opening a new session
+    /// (not timed) when it is full.
+    async fn next_connection(&mut self) -> Result<Duration, String> {
+        let session = match self.session.take() {
+            Some((id, n)) if n < CONNECTIONS_PER_SESSION => (id, n),
+            _ => (self.create_session().await?.0, 0),
+        };
+        let result = self.create_connection(&session.0).await;
+        self.session = Some((session.0, session.1 + 1));
+        let (token, took) = result?;
+        if let Some(pool) = &self.tokens {
+            pool.lock().expect("token pool").push(token);
+        }
+        Ok(took)
+    }
+
+    /// One step of a session's life: create, 2 connections, 2 joins, 4 gets, delete.
+    async fn mix_step(&mut self) -> Result<Duration, String> {
+        let step = self.step;
+        self.step = (self.step + 1) % 10;
+        let session = self.session.as_ref().map(|(id, _)| id.clone());
+        match (step, session) {
+            (0, _) | (_, None) => {
+                self.step = 1;
+                self.mix_tokens.clear();
+                let (id, took) = self.create_session().await?;
+                self.session = Some((id, 0));
+                Ok(took)
+            }
+            (1 | 2, Some(id)) => {
+                let (token, took) = self.create_connection(&id).await?;
+                self.mix_tokens.push(token);
+                Ok(took)
+            }
+            (3 | 4, Some(_)) => match self.mix_tokens.pop() {
+                Some(token) => self.join(token).await,
+                None => Err("no token to join: a CreateConnection failed".into()),
+            },
+            (9, Some(id)) => {
+                self.session = None;
+                let request = pb::DeleteSessionRequest {
+                    session_id: id,
+                    ..Default::default()
+                };
+                let started = Instant::now();
+                let result = self.client.delete_session(request).await;
+                timed(started, result).map(|(_, took)| took)
+            }
+            (_, Some(id)) => self.get(id, pb::Consistency::Linearizable).await,
+        }
+    }
+}
+
+impl Worker for ChorusWorker {
+    async fn op(&mut self) -> Result<Option<Duration>, String> {
+        let took = match self.shape {
+            Shape::CreateSession => self.create_session().await?.1,
+            Shape::CreateConnection => self.next_connection().await?,
+            Shape::Join => {
+                let pool = self.tokens.as_ref().expect("join workers share a pool");
+                let token = pool.lock().expect("token pool").pop();
+                match token {
+                    Some(token) => self.join(token).await?,
+                    None => return Ok(None),
+                }
+            }
+            Shape::Get => {
+                let session = self.random_read_session();
+                self.get(session, pb::Consistency::Linearizable).await?
+            }
+            Shape::StaleGet => {
+                let session = self.random_read_session();
+                self.get(session, pb::Consistency::Stale).await?
+            }
+            Shape::Mix => self.mix_step().await?,
+        };
+        Ok(Some(took))
+    }
+}
+
+/// Creates the sessions read workloads read, `clients` at a time.
+async fn read_sessions(clients: &[Client]) -> BenchResult<Vec<String>> {
+    let per_client = READ_SESSIONS.div_ceil(clients.len());
+    let mut tasks = Vec::new();
+    for client in clients {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for _ in 0..per_client {
+                let session = client
+                    .create_session(pb::CreateSessionRequest::default())
+                    .await?;
+                ids.push(session.id);
+            }
+            Ok::<_, Status>(ids)
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.extend(task.await??);
+    }
+    Ok(ids)
+}
+
+/// Builds the workers of `shape`, doing its set-up first.
+pub async fn workers(
+    shape: Shape,
+    target: &Target,
+    via: Via,
+    clients: usize,
+    duration: Duration,
+    payload_bytes: usize,
+) -> BenchResult<Vec<ChorusWorker>> {
+    let server_data = "x".repeat(payload_bytes);
+    let made = target.clients(via, clients).await?;
+    let mut workers: Vec<ChorusWorker> = made
+        .iter()
+        .map(|c| ChorusWorker::new(shape, c.clone(), server_data.clone()))
+        .collect();
+    match shape {
+        Shape::Get | Shape::StaleGet => {
+            let sessions = Arc::new(read_sessions(&made).await?);
+            for worker in &mut workers {
+                worker.read_sessions = sessions.clone();
+            }
+        }
+        Shape::Join => {
+            // As many pending connections as the same clients create in the same time:
+            // joins cost about what creations do, so the pool lasts about the run.
+            let pool = TokenPool::default();
+            let mut makers: Vec<ChorusWorker> = made
+                .iter()
+                .map(|c| {
+                    let mut maker = ChorusWorker::new(Shape::CreateConnection, c.clone(), server_data.clone());
+                    maker.tokens = Some(pool.clone());
+                    maker
+                })
+                .collect();
+            let filled = load::drive(std::mem::take(&mut makers), duration).await;
+            println!("join: {} pending connections made first ({} ops/s)", filled.ops, filled.ops_per_s().round());
+            for worker in &mut workers {
+                worker.tokens = Some(pool.clone());
+            }
+        }
+        _ => {}
+    }
+    Ok(workers)
+}
+
+/// Runs `shape` against `target`.
+pub async fn run(
+    shape: Shape,
+    target: &Target,
+    via: Via,
+    clients: usize,
+    duration: Duration,
+    payload_bytes: usize,
+) -> BenchResult<Report> {
+    let mut workers = workers(shape, target, via, clients, duration, payload_bytes).await?;
+    // One unmeasured operation per client opens its connections. Not for join, whose
+    // pool is sized to the run.
+    if shape != Shape::Join {
+        for worker in &mut workers {
+            worker.op().await?;
+        }
+    }
+    Ok(load::drive(workers, duration).await)
+}
