@@ -79,6 +79,12 @@ impl Drop for Masters {
 pub struct UsageSet(pub BTreeMap<usize, Usage>);
 
 impl UsageSet {
+    /// Milliseconds of CPU, all processes together, per operation.
+    pub fn cpu_per_op(&self, ops: u64) -> f64 {
+        let cpu: Duration = self.0.values().map(|u| u.cpu).sum();
+        cpu.as_secs_f64() * 1000.0 / ops.max(1) as f64
+    }
+
     /// CPU used since `before`; memory as now.
     pub fn since(&self, before: &UsageSet) -> UsageSet {
         UsageSet(

@@ -17,11 +17,18 @@ use prost::Message;
 use crate::chorus_cluster::Masters;
 use crate::etcd::{self, Etcd, EtcdWorker};
 use crate::load::{self, Report, Worker, round};
-use crate::workload::{self, Shape, TIMEOUTS, Target, Via};
+use crate::workload::{self, Shape, Target, Via};
 use crate::BenchResult;
 
-/// Pause between a probe's failed write and its next one.
-const PROBE_BACKOFF: Duration = Duration::from_millis(5);
+/// A probe starts a write this often until one succeeds: the figures' resolution.
+const PROBE_INTERVAL: Duration = Duration::from_millis(10);
+/// A probe's writes may wait out a whole election, but not forever.
+const PROBE_TIMEOUTS: chorus::client::Timeouts = chorus::client::Timeouts {
+    attempt: Duration::from_secs(5),
+    total: Duration::from_secs(5),
+    backoff: Duration::from_millis(10),
+    connect: Duration::from_secs(1),
+};
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Signal {
@@ -106,18 +113,19 @@ impl System for Masters {
         Masters::restart(self, id)
     }
     fn probe(&self, id: usize) -> impl Future<Output = Instant> + Send + 'static {
-        let client = self.client_of(id, TIMEOUTS);
+        let client = self.client_of(id, PROBE_TIMEOUTS);
         async move {
             let Ok(client) = client else {
-                return never().await;
+                return std::future::pending().await;
             };
-            loop {
-                let request = pb::CreateSessionRequest::default();
-                if client.create_session(request).await.is_ok() {
-                    return Instant::now();
+            first_success(move || {
+                let client = client.clone();
+                async move {
+                    let request = pb::CreateSessionRequest::default();
+                    client.create_session(request).await.is_ok()
                 }
-                tokio::time::sleep(PROBE_BACKOFF).await;
-            }
+            })
+            .await
         }
     }
 }
@@ -141,26 +149,46 @@ impl System for Etcd {
     fn probe(&self, id: usize) -> impl Future<Output = Instant> + Send + 'static {
         let endpoint = self.endpoint(id);
         async move {
-            let mut written = 0u64;
-            loop {
-                if let Ok(mut client) = etcd::connect(&[endpoint.clone()], Duration::from_secs(3)).await {
-                    loop {
-                        written += 1;
-                        let key = format!("probe/{id}/{written}");
-                        if client.put(key, "x", None).await.is_ok() {
-                            return Instant::now();
-                        }
-                        tokio::time::sleep(PROBE_BACKOFF).await;
-                    }
+            // The member is alive, so connecting succeeds at once; the writes are what
+            // wait for a leader.
+            let client = loop {
+                match etcd::connect(std::slice::from_ref(&endpoint), PROBE_TIMEOUTS.total).await {
+                    Ok(client) => break client,
+                    Err(_) => tokio::time::sleep(PROBE_INTERVAL).await,
                 }
-                tokio::time::sleep(PROBE_BACKOFF).await;
-            }
+            };
+            let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            first_success(move || {
+                let mut client = client.clone();
+                let n = written.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                async move { client.put(format!("probe/{id}/{n}"), "x", None).await.is_ok() }
+            })
+            .await
         }
     }
 }
 
-async fn never() -> Instant {
-    std::future::pending().await
+/// Starts a write every `PROBE_INTERVAL`, without waiting for the earlier ones, and
+/// resolves to the moment the first succeeds. A write sent while there is no leader
+/// may hang until its timeout (etcd drops proposals it cannot forward), so waiting for
+/// each write before sending the next would measure the client's timeout, not the
+/// cluster's recovery.
+async fn first_success<F, Fut>(write: F) -> Instant
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    let mut in_flight = tokio::task::JoinSet::new();
+    let mut next = tokio::time::interval(PROBE_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = next.tick() => {
+                let attempt = write();
+                in_flight.spawn(async move { attempt.await.then(Instant::now) });
+            }
+            Some(Ok(Some(done))) = in_flight.join_next() => return done,
+        }
+    }
 }
 
 /// Failover times of `rounds` rounds, in order.
@@ -251,7 +279,9 @@ pub async fn compare(args: CompareArgs) -> BenchResult {
     let target: Target = masters.target();
     println!("3-master Chorus and 3-member etcd on loopback, {} clients, {} s per phase", args.clients, args.seconds);
 
+    let before = masters.usage();
     let chorus_writes = workload::run(Shape::CreateSession, &target, Via::All, args.clients, duration, 0).await?;
+    let chorus_cpu = masters.usage().since(&before).cpu_per_op(chorus_writes.ops);
     println!("chorus CreateSession:   {}", chorus_writes.line());
     // One Put of the same payload size as a CreateSession request on the wire.
     let value_bytes = pb::CreateSessionRequest {
@@ -264,8 +294,11 @@ pub async fn compare(args: CompareArgs) -> BenchResult {
         let endpoint = etcd.endpoint(1 + i % 3);
         writers.push(EtcdWorker::writer(etcd::connect(&[endpoint], Duration::from_secs(10)).await?, i, value_bytes));
     }
+    let before = etcd.usage();
     let etcd_writes = warm_and_drive(writers, duration).await?;
+    let etcd_cpu = etcd.usage().since(&before).cpu_per_op(etcd_writes.ops);
     println!("etcd Put ({value_bytes} B):      {}", etcd_writes.line());
+    println!("CPU per write, all members together: chorus {chorus_cpu:.3} ms, etcd {etcd_cpu:.3} ms");
 
     let chorus_reads = workload::run(Shape::Get, &target, Via::All, args.clients, duration, 0).await?;
     println!("chorus GetSession:      {}", chorus_reads.line());
@@ -302,6 +335,8 @@ pub async fn compare(args: CompareArgs) -> BenchResult {
         "etcd_reads_per_s": round(etcd_reads.ops_per_s()),
         "chorus_read_p99_ms": round(chorus_reads.quantile_ms(0.99)),
         "etcd_read_p99_ms": round(etcd_reads.quantile_ms(0.99)),
+        "chorus_write_cpu_ms": round(chorus_cpu),
+        "etcd_write_cpu_ms": round(etcd_cpu),
         "chorus_write_errors": chorus_writes.errors,
         "etcd_write_errors": etcd_writes.errors,
         "chorus_failover_ms": round(chorus_median),

@@ -82,6 +82,10 @@ pub struct LoadArgs {
     /// Bytes of `server_data` in each CreateConnection.
     #[arg(long, default_value_t = 64)]
     payload_bytes: usize,
+    /// Extra `chorus serve` flags for the masters the bench starts, e.g.
+    /// `--master-args "--snapshot-logs-since-last 100000"`.
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    master_args: String,
 }
 
 fn main() -> ExitCode {
@@ -120,7 +124,10 @@ pub type BenchResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync
 /// Runs one workload against the given or a fresh cluster and prints its report.
 async fn run_workload(shape: Shape, args: LoadArgs) -> BenchResult {
     let masters = if args.endpoints.is_empty() {
-        Some(Masters::start(args.masters, &[]).await?)
+        {
+        let extra: Vec<&str> = args.master_args.split_whitespace().collect();
+        Some(Masters::start(args.masters, &extra).await?)
+    }
     } else {
         None
     };
