@@ -168,15 +168,12 @@ impl View<'_> {
     }
 }
 
-/// How many sessions each media node serves, in one pass over the sessions.
+/// How many sessions each media node serves (nodes serving none are absent).
 pub fn sessions_per_node(state: &State) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for session in state.sessions() {
-        if let Some(node) = &session.media_node_id {
-            *counts.entry(node.clone()).or_insert(0) += 1;
-        }
-    }
-    counts
+    state
+        .sessions_per_node()
+        .map(|(node, count)| (node.to_owned(), count))
+        .collect()
 }
 
 #[cfg(test)]

@@ -153,22 +153,17 @@ async fn place_waiting_sessions(raft: &Raft, applied: &SharedApplied, fleet: &Fl
     let plan: Vec<(String, String)> = {
         let applied = read(applied);
         let state = &applied.state;
-        let waiting: Vec<&str> = state
-            .sessions_awaiting_placement()
-            .map(|s| s.id.as_str())
-            .collect();
-        if waiting.is_empty() {
-            return;
-        }
         let sessions = sessions_per_node(state);
         let now = Instant::now();
         let mut fleet = fleet.at(term);
-        waiting
-            .into_iter()
+        // Stops at the first session no node can take: with no RUNNING node that is
+        // the first waiting one, not a pass over all of them.
+        state
+            .sessions_awaiting_placement()
             .map_while(|session| {
                 fleet
                     .place(state, &sessions, now)
-                    .map(|node| (session.to_owned(), node))
+                    .map(|node| (session.id.clone(), node))
             })
             .collect()
     };

@@ -170,10 +170,10 @@ impl State {
             connection_id: new.connection_id.clone(),
         };
         self.tokens.insert(new.token.clone(), owner);
-        let session = self.session_mut(&new.session_id);
         if placement.is_some() {
-            session.media_node_id = placement;
+            self.set_placement(&new.session_id, placement);
         }
+        let session = self.session_mut(&new.session_id);
         session
             .connections
             .insert(connection.id.clone(), connection.clone());

@@ -14,6 +14,7 @@ use super::{
 ///
 /// Invariants (asserted after every apply in debug builds, see `assert_invariants`):
 /// - `tokens` indexes exactly the tokens of all connections, each to its owner;
+/// - `placements` indexes exactly the placed sessions, each under its node;
 /// - every session's `media_node_id` names a node that can host sessions;
 /// - an ACTIVE connection belongs to a placed session;
 /// - no node is WAITING_IDLE_TO_TERMINATE while hosting nothing;
@@ -29,6 +30,9 @@ pub struct State {
     pub(super) sessions: BTreeMap<String, Session>,
     /// Token → the connection it claims, for joins.
     pub(super) tokens: BTreeMap<String, TokenOwner>,
+    /// Media node → the ids of the sessions placed on it: a node's sessions without a
+    /// scan of all sessions (placement counts them on every first connection).
+    pub(super) placements: BTreeMap<String, BTreeSet<String>>,
     /// The media-node registry by id.
     pub(super) media_nodes: BTreeMap<String, MediaNode>,
     /// The license trust counters and unreported usage.
@@ -233,15 +237,56 @@ impl State {
         self.media_nodes.values()
     }
 
-    /// The sessions placed on a media node (a node's derived `sessions`). A scan of all
-    /// sessions: cheap at control-plane scale, and it cannot drift from the sessions.
+    /// The sessions placed on a media node (a node's derived `sessions`), by id.
     pub fn sessions_on<'a>(
         &'a self,
         media_node_id: &'a str,
     ) -> impl Iterator<Item = &'a Session> + 'a {
-        self.sessions
-            .values()
-            .filter(move |session| session.media_node_id.as_deref() == Some(media_node_id))
+        self.placements
+            .get(media_node_id)
+            .into_iter()
+            .flatten()
+            .map(|session_id| {
+                self.sessions
+                    .get(session_id)
+                    .unwrap_or_else(|| panic!("bug: placed session '{session_id}' not stored"))
+            })
+    }
+
+    /// How many sessions each media node hosts, for the nodes hosting any.
+    pub fn sessions_per_node(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.placements
+            .iter()
+            .map(|(node, sessions)| (node.as_str(), sessions.len()))
+    }
+
+    /// Moves session `session_id` (which exists) to `media_node_id`, or off every node,
+    /// keeping `placements` in step.
+    pub(super) fn set_placement(&mut self, session_id: &str, media_node_id: Option<String>) {
+        let session = self
+            .sessions
+            .get_mut(session_id)
+            .unwrap_or_else(|| panic!("bug: placing session '{session_id}', which does not exist"));
+        let previous = std::mem::replace(&mut session.media_node_id, media_node_id.clone());
+        if let Some(node) = previous {
+            self.unindex_placement(session_id, &node);
+        }
+        if let Some(node) = media_node_id {
+            self.placements
+                .entry(node)
+                .or_default()
+                .insert(session_id.to_owned());
+        }
+    }
+
+    /// Forgets that `session_id` is on `media_node_id`.
+    pub(super) fn unindex_placement(&mut self, session_id: &str, media_node_id: &str) {
+        if let Some(sessions) = self.placements.get_mut(media_node_id) {
+            sessions.remove(session_id);
+            if sessions.is_empty() {
+                self.placements.remove(media_node_id);
+            }
+        }
     }
 
     /// The license counters.
@@ -258,6 +303,7 @@ impl State {
     /// state, so `apply` runs it only in debug builds; tests run it after every command.
     pub fn assert_invariants(&self) {
         let mut indexed = 0;
+        let mut placed = 0;
         for (id, session) in &self.sessions {
             assert_eq!(id, &session.id, "session stored under another id");
             if let Some(node_id) = &session.media_node_id {
@@ -266,6 +312,11 @@ impl State {
                     node.is_some_and(|n| n.status.can_host_sessions()),
                     "session '{id}' placed on '{node_id}', which cannot host it: {node:?}"
                 );
+                assert!(
+                    self.placements.get(node_id).is_some_and(|s| s.contains(id)),
+                    "session '{id}' on '{node_id}' missing from the placement index"
+                );
+                placed += 1;
             }
             for (connection_id, connection) in &session.connections {
                 assert_eq!(
@@ -298,6 +349,15 @@ impl State {
             indexed,
             self.tokens.len(),
             "token index holds tokens of no connection"
+        );
+        assert_eq!(
+            placed,
+            self.placements.values().map(BTreeSet::len).sum::<usize>(),
+            "placement index holds sessions placed nowhere"
+        );
+        assert!(
+            self.placements.values().all(|s| !s.is_empty()),
+            "placement index keeps an empty node"
         );
         for (id, node) in &self.media_nodes {
             assert_eq!(id, &node.id, "media node stored under another id");

@@ -324,7 +324,11 @@ impl State {
         reason: DisplacementReason,
         token_seed: &[u8; 32],
     ) -> Vec<String> {
-        let session_ids: Vec<String> = self.sessions_on(id).map(|s| s.id.clone()).collect();
+        let session_ids: Vec<String> = self
+            .placements
+            .remove(id)
+            .map(|sessions| sessions.into_iter().collect())
+            .unwrap_or_default();
         for session_id in &session_ids {
             let session = self
                 .sessions

@@ -180,6 +180,12 @@ impl State {
             connections: BTreeMap::new(),
         };
         self.sessions.insert(session.id.clone(), session.clone());
+        if let Some(node) = &session.media_node_id {
+            self.placements
+                .entry(node.clone())
+                .or_default()
+                .insert(session.id.clone());
+        }
         Ok(Outcome::Session(session))
     }
 
@@ -212,7 +218,7 @@ impl State {
         }
         self.node_accepting_sessions(media_node_id)?;
 
-        self.session_mut(session_id).media_node_id = Some(media_node_id.to_owned());
+        self.set_placement(session_id, Some(media_node_id.to_owned()));
         Ok(Outcome::Placed {
             session_id: session_id.to_owned(),
             media_node_id: media_node_id.to_owned(),
@@ -229,6 +235,7 @@ impl State {
             self.tokens.remove(&connection.token);
         }
         if let Some(node_id) = &session.media_node_id {
+            self.unindex_placement(session_id, node_id);
             self.settle_draining_node(node_id);
         }
         session

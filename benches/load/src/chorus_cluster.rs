@@ -161,7 +161,10 @@ impl Masters {
             .args(&self.extra_args)
             .env("CHORUS_API_SECRET", API_SECRET)
             .env("CHORUS_CLUSTER_SECRET", CLUSTER_SECRET)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("CHORUS_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
