@@ -656,6 +656,17 @@ fn bench_sled_write(c: &mut Criterion) {
 // ---------------------------------------------------------------------------------------
 // snapshot/*
 
+/// This process's resident memory now, from `/proc/self/status`.
+fn rss_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    kib / 1024
+}
+
 fn bench_snapshot(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("temp dir");
@@ -688,16 +699,21 @@ fn bench_snapshot(c: &mut Criterion) {
             SNAPSHOT_FIXTURE.sessions * SNAPSHOT_FIXTURE.connections_per_session
         );
         eprintln!(
-            "snapshot fixture: {} sessions, {connections} connections, filled in {:.1} s",
+            "snapshot fixture: {} sessions, {connections} connections, filled in {:.1} s, \
+             process rss {} MiB",
             applied.state.session_count(),
-            started.elapsed().as_secs_f64()
+            started.elapsed().as_secs_f64(),
+            rss_mib()
         );
     }
 
     let mut builder = rt.block_on(machine.get_snapshot_builder());
     let snapshot = rt.block_on(builder.build_snapshot()).expect("build");
     let bytes = snapshot.snapshot.get_ref().len();
-    eprintln!("snapshot size: {bytes} bytes");
+    eprintln!(
+        "snapshot size: {bytes} bytes, process rss {} MiB",
+        rss_mib()
+    );
 
     let mut group = c.benchmark_group("snapshot");
     // About a second per iteration: one warm-up run, then ten samples of one iteration

@@ -598,6 +598,52 @@ async fn a_write_retried_with_its_request_id_across_a_leader_kill_applies_once()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_steers_itself_to_the_leader_and_to_the_next_one() {
+    let mut cluster = Cluster::start(3, Options::default());
+    let leader = cluster.leader().await;
+    let addresses: std::collections::BTreeMap<u64, String> = cluster
+        .running()
+        .into_iter()
+        .map(|id| (id, cluster.client(&[id]).endpoints()[0].clone()))
+        .collect();
+    let address = |id: u64| addresses[&id].as_str();
+    // The leader last, so the client starts at a follower and learns from the answers.
+    let mut order: Vec<u64> = cluster.running();
+    order.retain(|id| *id != leader);
+    order.push(leader);
+    let client = cluster.client(&order);
+    assert_eq!(client.preferred_endpoint(), address(order[0]));
+    // Each answer names its master and the leader: the first two teach the followers'
+    // ids, the third reaches the leader, and there the client stays.
+    for n in 0..5 {
+        client
+            .create_session(create(&format!("steer-{n}")))
+            .await
+            .unwrap();
+    }
+    assert_eq!(client.preferred_endpoint(), address(leader));
+
+    cluster.master(leader).kill();
+    let next = loop {
+        client
+            .create_session(pb::CreateSessionRequest::default())
+            .await
+            .unwrap();
+        if let Some(next) = cluster.current_leader().await.filter(|l| *l != leader) {
+            break next;
+        }
+    };
+    // A write or two later, the client has moved to the new leader by itself.
+    for _ in 0..2 {
+        client
+            .create_session(pb::CreateSessionRequest::default())
+            .await
+            .unwrap();
+    }
+    assert_eq!(client.preferred_endpoint(), address(next));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_off_master_serves_stale_reads_refuses_linearizable_ones_and_reports_not_serving() {
     use tonic_health::pb::health_check_response::ServingStatus;
     let cluster = Cluster::start(

@@ -8,12 +8,15 @@
 //!   forwarder first brings this master up to the leader's read index.
 //! - Every service sits behind the API-secret check; the standard health service and
 //!   server reflection do not, so that load balancers and generic gRPC tools work.
+//! - Every answer names the answering master and the leader it knows (response headers,
+//!   see [`leader_hint`]), so clients can skip the hop through a follower.
 
 mod cluster;
 mod connection;
 mod convert;
 mod forward;
 mod health;
+mod leader_hint;
 mod license;
 mod media_node;
 mod session;
@@ -24,6 +27,7 @@ use tower::layer::util::{Identity, Stack};
 
 pub use forward::Forwarder;
 pub use health::report_health;
+pub use leader_hint::{LEADER_HEADER, MASTER_HEADER};
 
 use crate::auth::BearerCheck;
 use crate::error::Error;
@@ -52,8 +56,10 @@ const SERVICE_NAMES: [&str; 5] = [
 /// A response rewrite applied to every call on the client port.
 type Rewrite = fn(HttpResponse) -> HttpResponse;
 type HttpResponse = tonic::codegen::http::Response<tonic::body::Body>;
-/// The client port's router, with its response rewrite.
-pub type ClientRouter = Router<Stack<tower::util::MapResponseLayer<Rewrite>, Identity>>;
+/// The client port's router, with its response rewrite and leader hints.
+pub type ClientRouter = Router<
+    Stack<leader_hint::LeaderHintLayer, Stack<tower::util::MapResponseLayer<Rewrite>, Identity>>,
+>;
 
 /// Page size when a list request names none.
 const DEFAULT_PAGE_SIZE: usize = 100;
@@ -134,6 +140,10 @@ impl ClientApi {
         Ok(tonic::transport::Server::builder()
             .layer(tower::util::MapResponseLayer::new(
                 oversize_is_resource_exhausted as Rewrite,
+            ))
+            .layer(leader_hint::LeaderHintLayer::new(
+                self.id,
+                self.raft.clone(),
             ))
             .add_service(health)
             .add_service(reflection)

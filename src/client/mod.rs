@@ -1,10 +1,14 @@
 //! The typed Rust client of the Chorus API, used by the CLI, the tests, the chaos suite
 //! and the benches.
 //!
-//! A [`Client`] knows every master's client-port address. Each call goes to the master
-//! that answered last; when a master is unreachable or answers UNAVAILABLE (it lost the
+//! A [`Client`] knows every master's client-port address. Each call goes to the
+//! preferred master; when a master is unreachable or answers UNAVAILABLE (it lost the
 //! leader, or is stopping), the same request goes to the next one, until the call's
-//! overall timeout. Writes always carry a `request_id` (one is drawn when the caller
+//! overall timeout. The preferred master is the leader once the client has learned which
+//! endpoint that is: every answer names the answering master and the leader it knows
+//! (headers `chorus-master-id`, `chorus-leader-id`), so a client steers itself to the
+//! leader within a few calls and its writes skip the forwarding hop. Until then, and when
+//! the leader is not among its endpoints, it stays with the master that answered last. Writes always carry a `request_id` (one is drawn when the caller
 //! gave none) and every retry of a write reuses it, so a write whose first attempt was
 //! applied before its answer got lost is not applied again.
 //!
@@ -25,7 +29,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rand::distr::{Alphanumeric, SampleString};
@@ -39,6 +43,11 @@ use crate::auth::BearerToken;
 
 /// One master's channel, with the API secret on every call.
 pub type Authed = InterceptedService<Channel, BearerToken>;
+
+/// An endpoint's master id before it answered.
+const UNKNOWN: u64 = 0;
+/// An endpoint's master id after an attempt there failed.
+const FAILED: u64 = u64::MAX;
 
 /// The largest answer the client accepts (a long list page).
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -75,8 +84,13 @@ impl Default for Timeouts {
 pub struct Client {
     endpoints: Arc<[String]>,
     channels: Arc<[Authed]>,
-    /// The master that answered last: calls start there.
+    /// Where calls start: the leader when known, else the master that answered last.
     preferred: Arc<AtomicUsize>,
+    /// Each endpoint's master id as its answers told, `UNKNOWN` before any answer, or
+    /// `FAILED` after an attempt there failed: never guessed as the leader's endpoint.
+    ids: Arc<[AtomicU64]>,
+    /// Whether answers steer `preferred` to the leader.
+    steer: bool,
     timeouts: Timeouts,
 }
 
@@ -140,12 +154,27 @@ impl Client {
             names.push(endpoint.to_owned());
             channels.push(InterceptedService::new(channel, token.clone()));
         }
+        let n_endpoints = names.len();
         Ok(Client {
             endpoints: names.into(),
             channels: channels.into(),
             preferred: Arc::default(),
+            ids: (0..n_endpoints).map(|_| AtomicU64::new(UNKNOWN)).collect(),
+            steer: true,
             timeouts,
         })
+    }
+
+    /// This client with leader steering off: calls start at the master that answered
+    /// last (the first endpoint at first), for measuring or testing one master's path.
+    pub fn without_leader_steering(mut self) -> Self {
+        self.steer = false;
+        self
+    }
+
+    /// The endpoint the next call starts at.
+    pub fn preferred_endpoint(&self) -> &str {
+        &self.endpoints[self.preferred.load(Ordering::Relaxed)]
     }
 
     /// The masters this client knows, in the order given.
@@ -180,10 +209,13 @@ impl Client {
                 });
             let status = match result {
                 Ok(response) => {
-                    self.preferred.store(i, Ordering::Relaxed);
+                    self.steer_after(i, response.metadata());
                     return Ok(response.into_inner());
                 }
-                Err(status) if retryable(&status) => status,
+                Err(status) if retryable(&status) => {
+                    self.ids[i].store(FAILED, Ordering::Relaxed);
+                    status
+                }
                 Err(status) => return Err(status),
             };
             attempt += 1;
@@ -203,6 +235,32 @@ impl Client {
                 ));
             }
         }
+    }
+
+    /// Picks where the next call starts, after endpoint `answered` answered with
+    /// `metadata`: the leader's endpoint when known; an endpoint not heard from yet when
+    /// the leader is someone else (its answer will tell who it is); else `answered`.
+    fn steer_after(&self, answered: usize, metadata: &tonic::metadata::MetadataMap) {
+        let header = |name| {
+            metadata
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        let mut next = answered;
+        if let (true, Some(master)) = (self.steer, header(crate::api::MASTER_HEADER)) {
+            self.ids[answered].store(master, Ordering::Relaxed);
+            let leader = header(crate::api::LEADER_HEADER).unwrap_or(0);
+            if leader != 0 && leader != master {
+                let n = self.ids.len();
+                let known = (0..n).find(|j| self.ids[*j].load(Ordering::Relaxed) == leader);
+                let unheard = (1..n)
+                    .map(|k| (answered + k) % n)
+                    .find(|j| self.ids[*j].load(Ordering::Relaxed) == UNKNOWN);
+                next = known.or(unheard).unwrap_or(answered);
+            }
+        }
+        self.preferred.store(next, Ordering::Relaxed);
     }
 
     /// `call` on one master only, with no retry: for tools that inspect each master.

@@ -26,6 +26,12 @@ pub struct Store {
     pub flusher: FlusherThread,
 }
 
+/// sled's page cache. Its default, 1 GiB, is sized for sled as a whole database; here
+/// it holds the log's recent entries (which replication reads) and the latest snapshot,
+/// while the state lives in memory anyway. At the default, a master loaded with 1M
+/// connections passed 1.4 GiB of RSS.
+const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Opens (creating if needed) the database in `dir`.
 pub fn open(dir: &Path) -> io::Result<Store> {
     std::fs::create_dir_all(dir)?;
@@ -38,6 +44,7 @@ pub fn open(dir: &Path) -> io::Result<Store> {
         // No background flush thread: every write that matters waits for our flusher,
         // and a second flusher would only add I/O (and a 500 ms wait on close).
         .flush_every_ms(None)
+        .cache_capacity(SLED_CACHE_BYTES)
         .open()
         .map_err(|e| io::Error::other(format!("cannot open sled in {}: {e}", dir.display())))?;
     // Make the database's files durable by name before anything is acknowledged.

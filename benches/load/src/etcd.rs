@@ -61,7 +61,9 @@ impl Etcd {
     /// Starts `n` members and waits until they serve linearizable reads.
     pub async fn start(n: usize) -> BenchResult<Etcd> {
         let binary = which_etcd()?;
-        let dir = tempfile::Builder::new().prefix("chorus-bench-etcd-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("chorus-bench-etcd-")
+            .tempdir()?;
         let mut members = BTreeMap::new();
         for id in 1..=n {
             members.insert(
@@ -172,9 +174,15 @@ impl Etcd {
 
     /// Member `id`'s view: (its member id, the leader's member id, its raft index).
     async fn status(&self, id: usize) -> Option<(u64, u64, u64)> {
-        let mut client = connect(&[self.endpoint(id)], Duration::from_secs(1)).await.ok()?;
+        let mut client = connect(&[self.endpoint(id)], Duration::from_secs(1))
+            .await
+            .ok()?;
         let status = client.status().await.ok()?;
-        Some((status.header()?.member_id(), status.leader(), status.raft_index()))
+        Some((
+            status.header()?.member_id(),
+            status.leader(),
+            status.raft_index(),
+        ))
     }
 
     /// Waits until every running member knows the same leader and the same raft index,

@@ -14,11 +14,11 @@ use chorus::api::pb;
 use futures::future::select_all;
 use prost::Message;
 
+use crate::BenchResult;
 use crate::chorus_cluster::Masters;
 use crate::etcd::{self, Etcd, EtcdWorker};
 use crate::load::{self, Report, Worker, round};
 use crate::workload::{self, Shape, Target, Via};
-use crate::BenchResult;
 
 /// A probe starts a write this often until one succeeds: the figures' resolution.
 const PROBE_INTERVAL: Duration = Duration::from_millis(10);
@@ -161,7 +161,12 @@ impl System for Etcd {
             first_success(move || {
                 let mut client = client.clone();
                 let n = written.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                async move { client.put(format!("probe/{id}/{n}"), "x", None).await.is_ok() }
+                async move {
+                    client
+                        .put(format!("probe/{id}/{n}"), "x", None)
+                        .await
+                        .is_ok()
+                }
             })
             .await
         }
@@ -192,7 +197,12 @@ where
 }
 
 /// Failover times of `rounds` rounds, in order.
-pub async fn rounds<S: System>(system: &mut S, signal: Signal, rounds: usize, label: &str) -> BenchResult<Vec<Duration>> {
+pub async fn rounds<S: System>(
+    system: &mut S,
+    signal: Signal,
+    rounds: usize,
+    label: &str,
+) -> BenchResult<Vec<Duration>> {
     let mut times = Vec::new();
     for round in 1..=rounds {
         let leader = system.converged().await?;
@@ -232,7 +242,12 @@ fn summary(times: &[Duration]) -> (f64, f64) {
 }
 
 /// Keeps `workers` writing in the background until the returned handle is finished.
-fn steady<W: Worker>(workers: Vec<W>) -> (Arc<std::sync::atomic::AtomicBool>, tokio::task::JoinHandle<Report>) {
+fn steady<W: Worker>(
+    workers: Vec<W>,
+) -> (
+    Arc<std::sync::atomic::AtomicBool>,
+    tokio::task::JoinHandle<Report>,
+) {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let task = tokio::spawn(load::drive_until(workers, stop.clone()));
     (stop, task)
@@ -242,7 +257,15 @@ fn steady<W: Worker>(workers: Vec<W>) -> (Arc<std::sync::atomic::AtomicBool>, to
 pub async fn run(args: FailoverArgs) -> BenchResult {
     let mut masters = Masters::start(args.masters, &[]).await?;
     let target = masters.target();
-    let writers = workload::workers(Shape::CreateSession, &target, Via::All, args.clients, Duration::ZERO, 0).await?;
+    let writers = workload::workers(
+        Shape::CreateSession,
+        &target,
+        Via::All,
+        args.clients,
+        Duration::ZERO,
+        0,
+    )
+    .await?;
     let (stop, load) = steady(writers);
     let times = rounds(&mut masters, args.signal, args.rounds, "chorus").await?;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -277,10 +300,21 @@ pub async fn compare(args: CompareArgs) -> BenchResult {
     let mut etcd = Etcd::start(3).await?;
     let mut masters = Masters::start(3, &[]).await?;
     let target: Target = masters.target();
-    println!("3-master Chorus and 3-member etcd on loopback, {} clients, {} s per phase", args.clients, args.seconds);
+    println!(
+        "3-master Chorus and 3-member etcd on loopback, {} clients, {} s per phase",
+        args.clients, args.seconds
+    );
 
     let before = masters.usage();
-    let chorus_writes = workload::run(Shape::CreateSession, &target, Via::All, args.clients, duration, 0).await?;
+    let chorus_writes = workload::run(
+        Shape::CreateSession,
+        &target,
+        Via::All,
+        args.clients,
+        duration,
+        0,
+    )
+    .await?;
     let chorus_cpu = masters.usage().since(&before).cpu_per_op(chorus_writes.ops);
     println!("chorus CreateSession:   {}", chorus_writes.line());
     // One Put of the same payload size as a CreateSession request on the wire.
@@ -292,25 +326,37 @@ pub async fn compare(args: CompareArgs) -> BenchResult {
     let mut writers = Vec::new();
     for i in 0..args.clients {
         let endpoint = etcd.endpoint(1 + i % 3);
-        writers.push(EtcdWorker::writer(etcd::connect(&[endpoint], Duration::from_secs(10)).await?, i, value_bytes));
+        writers.push(EtcdWorker::writer(
+            etcd::connect(&[endpoint], Duration::from_secs(10)).await?,
+            i,
+            value_bytes,
+        ));
     }
     let before = etcd.usage();
     let etcd_writes = warm_and_drive(writers, duration).await?;
     let etcd_cpu = etcd.usage().since(&before).cpu_per_op(etcd_writes.ops);
     println!("etcd Put ({value_bytes} B):      {}", etcd_writes.line());
-    println!("CPU per write, all members together: chorus {chorus_cpu:.3} ms, etcd {etcd_cpu:.3} ms");
+    println!(
+        "CPU per write, all members together: chorus {chorus_cpu:.3} ms, etcd {etcd_cpu:.3} ms"
+    );
 
-    let chorus_reads = workload::run(Shape::Get, &target, Via::All, args.clients, duration, 0).await?;
+    let chorus_reads =
+        workload::run(Shape::Get, &target, Via::All, args.clients, duration, 0).await?;
     println!("chorus GetSession:      {}", chorus_reads.line());
     let keys: Arc<Vec<String>> = Arc::new((0..READ_KEYS).map(|i| format!("read/{i}")).collect());
     let mut client = etcd::connect(&etcd.endpoints(), Duration::from_secs(10)).await?;
     for key in keys.iter() {
-        client.put(key.as_str(), vec![b'x'; value_bytes], None).await?;
+        client
+            .put(key.as_str(), vec![b'x'; value_bytes], None)
+            .await?;
     }
     let mut readers = Vec::new();
     for i in 0..args.clients {
         let endpoint = etcd.endpoint(1 + i % 3);
-        readers.push(EtcdWorker::reader(etcd::connect(&[endpoint], Duration::from_secs(10)).await?, keys.clone()));
+        readers.push(EtcdWorker::reader(
+            etcd::connect(&[endpoint], Duration::from_secs(10)).await?,
+            keys.clone(),
+        ));
     }
     let etcd_reads = warm_and_drive(readers, duration).await?;
     println!("etcd linearizable Get:  {}", etcd_reads.line());
@@ -319,7 +365,9 @@ pub async fn compare(args: CompareArgs) -> BenchResult {
     let etcd_failover = rounds(&mut etcd, Signal::Kill, args.rounds, "etcd").await?;
     let (chorus_median, chorus_max) = summary(&chorus_failover);
     let (etcd_median, etcd_max) = summary(&etcd_failover);
-    println!("leader SIGKILL to a write through a survivor: chorus median {chorus_median:.0} ms (max {chorus_max:.0}), etcd median {etcd_median:.0} ms (max {etcd_max:.0})");
+    println!(
+        "leader SIGKILL to a write through a survivor: chorus median {chorus_median:.0} ms (max {chorus_max:.0}), etcd median {etcd_median:.0} ms (max {etcd_max:.0})"
+    );
 
     let json = serde_json::json!({
         "clients": args.clients,

@@ -29,7 +29,10 @@ use crate::chorus_cluster::Masters;
 use crate::workload::{Shape, Via};
 
 #[derive(Parser)]
-#[command(name = "chorus-bench", about = "Load, failover and scale benchmarks for Chorus")]
+#[command(
+    name = "chorus-bench",
+    about = "Load, failover and scale benchmarks for Chorus"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -125,9 +128,9 @@ pub type BenchResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync
 async fn run_workload(shape: Shape, args: LoadArgs) -> BenchResult {
     let masters = if args.endpoints.is_empty() {
         {
-        let extra: Vec<&str> = args.master_args.split_whitespace().collect();
-        Some(Masters::start(args.masters, &extra).await?)
-    }
+            let extra: Vec<&str> = args.master_args.split_whitespace().collect();
+            Some(Masters::start(args.masters, &extra).await?)
+        }
     } else {
         None
     };

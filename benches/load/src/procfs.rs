@@ -62,7 +62,10 @@ mod tests {
     fn reads_cpu_time_past_a_name_with_spaces_and_parentheses() {
         let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 150 0 0 20 0 9 0 1 2 3";
         let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-        assert_eq!(cpu_time(stat), Some(Duration::from_millis(400 * 1000 / ticks)));
+        assert_eq!(
+            cpu_time(stat),
+            Some(Duration::from_millis(400 * 1000 / ticks))
+        );
     }
 
     #[test]

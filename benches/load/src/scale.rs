@@ -52,7 +52,12 @@ fn dir_bytes(dir: &Path) -> u64 {
 
 /// Runs `per_client(client, k)` for k = j, j + clients, … below `count` on client j,
 /// printing progress; returns the elapsed time.
-async fn load<F, Fut>(clients: &[Client], count: u64, what: &'static str, per_client: F) -> BenchResult<Duration>
+async fn load<F, Fut>(
+    clients: &[Client],
+    count: u64,
+    what: &'static str,
+    per_client: F,
+) -> BenchResult<Duration>
 where
     F: Fn(Client, u64) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<(), tonic::Status>> + Send,
@@ -71,7 +76,10 @@ where
                     per_client(client.clone(), k).await?;
                     let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                     if n % 100_000 == 0 {
-                        println!("  {n} {what} after {:.0} s", started.elapsed().as_secs_f64());
+                        println!(
+                            "  {n} {what} after {:.0} s",
+                            started.elapsed().as_secs_f64()
+                        );
                     }
                     k += step;
                 }
@@ -148,8 +156,16 @@ pub async fn run(args: ScaleArgs) -> BenchResult {
         }));
     }
 
-    let restarted = masters.ids().into_iter().find(|id| *id != leader).ok_or("no follower")?;
-    let target_index = masters.status(leader).await.ok_or("the leader does not answer")?.last_applied;
+    let restarted = masters
+        .ids()
+        .into_iter()
+        .find(|id| *id != leader)
+        .ok_or("no follower")?;
+    let target_index = masters
+        .status(leader)
+        .await
+        .ok_or("the leader does not answer")?
+        .last_applied;
     masters.stop(restarted, libc::SIGKILL)?;
     let started = Instant::now();
     masters.restart(restarted)?;
@@ -185,7 +201,10 @@ async fn serving(masters: &Masters, id: usize, index: u64) -> BenchResult {
             consistency: pb::Consistency::Linearizable.into(),
         };
         if client.get_session(request).await.is_ok()
-            && masters.status(id).await.is_some_and(|s| s.last_applied >= index)
+            && masters
+                .status(id)
+                .await
+                .is_some_and(|s| s.last_applied >= index)
         {
             return Ok(());
         }

@@ -38,7 +38,8 @@ impl Shape {
 /// Which master each client talks to first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Via {
-    /// Client `i` starts at master `i mod n`: the load spreads over every master.
+    /// Client `i` starts at master `i mod n` and, like any client, then follows the
+    /// leader hints in the answers.
     All,
     /// Every client starts at the leader.
     Leader,
@@ -85,7 +86,11 @@ impl Target {
                 return Ok(i);
             }
         }
-        Err(format!("no master is a {}", if leader { "leader" } else { "follower" }).into())
+        Err(format!(
+            "no master is a {}",
+            if leader { "leader" } else { "follower" }
+        )
+        .into())
     }
 
     /// One client per worker, starting at the master `via` asks for and failing over
@@ -101,7 +106,13 @@ impl Target {
                 let first = fixed.unwrap_or(i % self.endpoints.len());
                 let mut order = self.endpoints.clone();
                 order.rotate_left(first);
-                Ok(Client::with_timeouts(&order, &self.api_secret, TIMEOUTS)?)
+                let client = Client::with_timeouts(&order, &self.api_secret, TIMEOUTS)?;
+                // `all` is how applications use the client: it steers itself to the
+                // leader. The others measure one master's path, so stay where aimed.
+                Ok(match via {
+                    Via::All => client,
+                    Via::Leader | Via::Follower => client.without_leader_steering(),
+                })
             })
             .collect()
     }
@@ -178,7 +189,11 @@ impl ChorusWorker {
         timed(started, result).map(|(_, took)| took)
     }
 
-    async fn get(&self, session_id: String, consistency: pb::Consistency) -> Result<Duration, String> {
+    async fn get(
+        &self,
+        session_id: String,
+        consistency: pb::Consistency,
+    ) -> Result<Duration, String> {
         let request = pb::GetSessionRequest {
             session_id,
             consistency: consistency.into(),
@@ -326,13 +341,18 @@ pub async fn workers(
             let mut makers: Vec<ChorusWorker> = made
                 .iter()
                 .map(|c| {
-                    let mut maker = ChorusWorker::new(Shape::CreateConnection, c.clone(), server_data.clone());
+                    let mut maker =
+                        ChorusWorker::new(Shape::CreateConnection, c.clone(), server_data.clone());
                     maker.tokens = Some(pool.clone());
                     maker
                 })
                 .collect();
             let filled = load::drive(std::mem::take(&mut makers), duration).await;
-            println!("join: {} pending connections made first ({} ops/s)", filled.ops, filled.ops_per_s().round());
+            println!(
+                "join: {} pending connections made first ({} ops/s)",
+                filled.ops,
+                filled.ops_per_s().round()
+            );
             for worker in &mut workers {
                 worker.tokens = Some(pool.clone());
             }
