@@ -14,7 +14,7 @@ use std::path::Path;
 
 pub use durable::{Flusher, FlusherThread};
 pub use log_store::{LogReader, LogStore};
-pub use snapshot_store::SnapshotStore;
+pub use snapshot_store::{ChunkWriter, SnapshotStore, Staged};
 
 /// Everything a master keeps on disk.
 pub struct Store {

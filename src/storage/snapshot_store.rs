@@ -11,7 +11,7 @@
 //! - A save replaces meta and chunks in one sled batch, and saves and loads exclude each
 //!   other, so a load never pairs one snapshot's meta with another's data.
 
-use std::io;
+use std::io::{self, Write as _};
 use std::sync::{Arc, Mutex};
 
 use super::codec;
@@ -20,6 +20,86 @@ use crate::raft::SnapshotMeta;
 
 const META: &[u8] = b"meta";
 const DATA_PREFIX: &[u8] = b"data/";
+
+/// A snapshot cut into chunks, ready for [`SnapshotStore::save_staged`]. Encoding into
+/// it never holds the whole snapshot in one buffer: each chunk goes into the batch as
+/// soon as it is full.
+pub struct Staged {
+    meta: SnapshotMeta,
+    batch: sled::Batch,
+    /// Chunks in the batch.
+    chunks: u64,
+    /// Bytes in the batch.
+    bytes: u64,
+}
+
+impl Staged {
+    /// Stages `meta` and whatever `encode` writes.
+    pub fn encode(
+        meta: SnapshotMeta,
+        encode: impl FnOnce(&mut ChunkWriter) -> io::Result<()>,
+    ) -> io::Result<Staged> {
+        let mut writer = ChunkWriter {
+            staged: Staged {
+                meta,
+                batch: sled::Batch::default(),
+                chunks: 0,
+                bytes: 0,
+            },
+            buffer: Vec::with_capacity(CHUNK_BYTES),
+        };
+        encode(&mut writer)?;
+        writer.cut();
+        Ok(writer.staged)
+    }
+
+    /// The snapshot's size in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn meta(&self) -> &SnapshotMeta {
+        &self.meta
+    }
+}
+
+/// Where [`Staged::encode`] writes.
+pub struct ChunkWriter {
+    staged: Staged,
+    buffer: Vec<u8>,
+}
+
+impl ChunkWriter {
+    /// Moves the buffered bytes into the batch as the next chunk.
+    fn cut(&mut self) {
+        if self.buffer.is_empty() {
+            return;
+        }
+        let staged = &mut self.staged;
+        staged
+            .batch
+            .insert(chunk_key(staged.chunks), self.buffer.as_slice());
+        staged.chunks += 1;
+        staged.bytes += self.buffer.len() as u64;
+        self.buffer.clear();
+    }
+}
+
+impl io::Write for ChunkWriter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let room = CHUNK_BYTES - self.buffer.len();
+        let taken = bytes.len().min(room);
+        self.buffer.extend_from_slice(&bytes[..taken]);
+        if self.buffer.len() == CHUNK_BYTES {
+            self.cut();
+        }
+        Ok(taken)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
 
 /// Stores and loads the latest snapshot.
 #[derive(Clone)]
@@ -46,9 +126,21 @@ impl SnapshotStore {
         })
     }
 
+    /// Replaces the stored snapshot with `meta` and `data` (see [`SnapshotStore::save_staged`]).
+    pub async fn save(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<bool> {
+        let staged = Staged::encode(meta.clone(), |w| w.write_all(data))?;
+        self.save_staged(staged).await
+    }
+
     /// Replaces the stored snapshot unless it already covers as much of the log, and waits
     /// until the result is durable. Returns whether it replaced anything.
-    pub async fn save(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<bool> {
+    pub async fn save_staged(&self, staged: Staged) -> io::Result<bool> {
+        let Staged {
+            meta,
+            mut batch,
+            chunks,
+            ..
+        } = staged;
         let replaced = {
             let _guard = self.lock.lock().expect("snapshot lock poisoned");
             let stored: Option<SnapshotMeta> = self
@@ -60,14 +152,16 @@ impl SnapshotStore {
             if stored.is_some_and(|stored| stored.last_log_id >= meta.last_log_id) {
                 false
             } else {
-                let mut batch = sled::Batch::default();
-                for key in self.tree.scan_prefix(DATA_PREFIX).keys() {
-                    batch.remove(key.map_err(io::Error::other)?);
+                // The staged chunks overwrite the old ones of the same numbers; the old
+                // snapshot's chunks beyond go.
+                for key in self.tree.range(chunk_key(chunks)..).keys() {
+                    let key = key.map_err(io::Error::other)?;
+                    if !key.starts_with(DATA_PREFIX) {
+                        break;
+                    }
+                    batch.remove(key);
                 }
-                for (n, chunk) in data.chunks(CHUNK_BYTES).enumerate() {
-                    batch.insert(chunk_key(n as u64), chunk);
-                }
-                batch.insert(META, codec::encode(meta)?);
+                batch.insert(META, codec::encode(&meta)?);
                 self.tree.apply_batch(batch).map_err(io::Error::other)?;
                 true
             }

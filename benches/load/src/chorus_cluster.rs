@@ -158,6 +158,8 @@ impl Masters {
             .args(["--peers", &self.peers])
             .arg("--data-dir")
             .arg(&master.data_dir)
+            // Long create-session runs must not stop at the default 100k sessions.
+            .args(["--max-sessions", "100000000"])
             .args(&self.extra_args)
             .env("CHORUS_API_SECRET", API_SECRET)
             .env("CHORUS_CLUSTER_SECRET", CLUSTER_SECRET)

@@ -94,8 +94,7 @@ where
 }
 
 pub async fn run(args: ScaleArgs) -> BenchResult {
-    let max_sessions = args.sessions.max(100_000).to_string();
-    let mut masters = Masters::start(3, &["--max-sessions", &max_sessions]).await?;
+    let mut masters = Masters::start(3, &[]).await?;
     let clients = masters.target().clients(Via::All, args.clients).await?;
     let sessions = args.sessions;
     let session_time = load(&clients, sessions, "sessions", |client, k| async move {
