@@ -253,6 +253,11 @@ impl State {
             })
     }
 
+    /// How many sessions media node `media_node_id` hosts.
+    pub fn hosted_on(&self, media_node_id: &str) -> usize {
+        self.placements.get(media_node_id).map_or(0, BTreeSet::len)
+    }
+
     /// How many sessions each media node hosts, for the nodes hosting any.
     pub fn sessions_per_node(&self) -> impl Iterator<Item = (&str, usize)> {
         self.placements

@@ -205,7 +205,7 @@ impl State {
                 node.status
             )));
         }
-        let hosted = self.sessions_on(id).count();
+        let hosted = self.hosted_on(id);
         if hosted > 0 && !status.can_host_sessions() {
             return Err(Error::FailedPrecondition(format!(
                 "media node '{id}' hosts {hosted} session(s) and cannot become {status} while it does; \
@@ -274,7 +274,7 @@ impl State {
         if !self.media_nodes.contains_key(id) {
             return Err(Error::not_found("media node", id));
         }
-        let hosted = self.sessions_on(id).count();
+        let hosted = self.hosted_on(id);
         if hosted > 0 && !force {
             return Err(Error::FailedPrecondition(format!(
                 "media node '{id}' hosts {hosted} session(s); drain it first, or deregister it with force to move them"
@@ -311,7 +311,7 @@ impl State {
             .media_nodes
             .get(id)
             .is_some_and(|n| n.status == MediaNodeStatus::WaitingIdleToTerminate);
-        if draining && self.sessions_on(id).next().is_none() {
+        if draining && self.hosted_on(id) == 0 {
             self.node_mut(id).status = MediaNodeStatus::Terminating;
         }
     }

@@ -279,6 +279,38 @@ impl Masters {
         }
     }
 
+    /// Waits until every running master follows the same leader and has applied what
+    /// that leader had applied when the wait began; returns the leader. Unlike
+    /// [`Masters::converged`], this ends under a steady write load.
+    pub async fn caught_up(&self) -> BenchResult<usize> {
+        let deadline = Instant::now() + PATIENCE;
+        let mut target = None;
+        loop {
+            let mut statuses = Vec::new();
+            for id in self.running() {
+                statuses.extend(self.status(id).await);
+            }
+            let leader = statuses
+                .iter()
+                .find(|s| s.role == "leader")
+                .map(|s| (s.id, s.last_applied));
+            if let Some((leader, applied)) = leader {
+                let target = *target.get_or_insert(applied);
+                let all = statuses.len() == self.running().len()
+                    && statuses
+                        .iter()
+                        .all(|s| s.leader_id == leader && s.last_applied >= target);
+                if all {
+                    return Ok(leader as usize);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!("the masters did not catch up\n{}", self.logs()).into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The tail of every master's log, for failure reports.
     pub fn logs(&self) -> String {
         self.masters

@@ -85,7 +85,8 @@ pub struct CompareArgs {
 
 /// What failover needs of a replicated system.
 pub trait System {
-    /// Waits until every running member agrees and is caught up; returns the leader.
+    /// Waits until every running member follows one leader and has caught up with it
+    /// (under the steady load, too); returns the leader.
     fn converged(&self) -> impl Future<Output = BenchResult<usize>>;
     fn running(&self) -> Vec<usize>;
     fn pid(&self, id: usize) -> Option<u32>;
@@ -98,7 +99,7 @@ pub trait System {
 
 impl System for Masters {
     fn converged(&self) -> impl Future<Output = BenchResult<usize>> {
-        Masters::converged(self)
+        self.caught_up()
     }
     fn running(&self) -> Vec<usize> {
         Masters::running(self)

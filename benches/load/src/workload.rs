@@ -125,6 +125,63 @@ fn timed<T>(started: Instant, result: Result<T, Status>) -> Result<(T, Duration)
         .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
 }
 
+/// Media nodes the bench runs for workloads that join: a join needs its session placed
+/// on a RUNNING node.
+const MEDIA_NODES: usize = 4;
+/// How often the bench's media nodes heartbeat (the default node timeout is 5 s).
+const HEARTBEAT_PERIOD: Duration = Duration::from_secs(1);
+
+/// The bench's media nodes, heartbeating until the last worker holding them is dropped.
+pub struct MediaNodes {
+    heartbeats: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for MediaNodes {
+    fn drop(&mut self) {
+        self.heartbeats.abort();
+    }
+}
+
+impl MediaNodes {
+    /// Registers the nodes (registering an existing one again is harmless), makes them
+    /// RUNNING with a first heartbeat, and keeps them so.
+    async fn start(client: Client) -> BenchResult<Arc<MediaNodes>> {
+        let ids: Vec<String> = (0..MEDIA_NODES)
+            .map(|i| format!("bench-node-{i}"))
+            .collect();
+        let beat = |client: Client, ids: Vec<String>| async move {
+            for id in ids {
+                let request = pb::HeartbeatRequest {
+                    node_id: id,
+                    load: 10.0,
+                };
+                client.heartbeat(request).await?;
+            }
+            Ok::<_, Status>(())
+        };
+        for id in &ids {
+            let request = pb::RegisterMediaNodeRequest {
+                id: id.clone(),
+                uri: format!("ws://127.0.0.1:9/{id}"),
+                cores: 4,
+                ..Default::default()
+            };
+            client.register_media_node(request).await?;
+        }
+        beat(client.clone(), ids.clone()).await?;
+        let heartbeats = tokio::spawn(async move {
+            let mut period = tokio::time::interval(HEARTBEAT_PERIOD);
+            loop {
+                period.tick().await;
+                // A missed beat is retried at the next tick; a node times out only
+                // after several.
+                let _ = beat(client.clone(), ids.clone()).await;
+            }
+        });
+        Ok(Arc::new(MediaNodes { heartbeats }))
+    }
+}
+
 /// Pending connection tokens, shared by every joining client.
 type TokenPool = Arc<Mutex<Vec<String>>>;
 
@@ -142,6 +199,8 @@ pub struct ChorusWorker {
     /// Step of the mix cycle, and the mix's current session and tokens.
     step: usize,
     mix_tokens: Vec<String>,
+    /// Keeps the media nodes heartbeating while a joining workload runs.
+    media_nodes: Option<Arc<MediaNodes>>,
 }
 
 impl ChorusWorker {
@@ -155,6 +214,7 @@ impl ChorusWorker {
             tokens: None,
             step: 0,
             mix_tokens: Vec::new(),
+            media_nodes: None,
         }
     }
 
@@ -327,6 +387,12 @@ pub async fn workers(
         .iter()
         .map(|c| ChorusWorker::new(shape, c.clone(), server_data.clone()))
         .collect();
+    if matches!(shape, Shape::Join | Shape::Mix) {
+        let nodes = MediaNodes::start(made[0].clone()).await?;
+        for worker in &mut workers {
+            worker.media_nodes = Some(nodes.clone());
+        }
+    }
     match shape {
         Shape::Get | Shape::StaleGet => {
             let sessions = Arc::new(read_sessions(&made).await?);
