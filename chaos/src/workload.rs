@@ -328,7 +328,12 @@ pub async fn run(
     let client_through = |rng: &mut StdRng| {
         let mut order = endpoints.clone();
         order.shuffle(rng);
-        Client::with_timeouts(&order, crate::cluster::API_SECRET, timeouts()).unwrap()
+        // Each client stays where it starts, as long as that master answers: steering
+        // to the leader would send every request there and leave the followers' paths
+        // (forwarding, read index, stale reads on a cut-off master) unexercised.
+        Client::with_timeouts(&order, crate::cluster::API_SECRET, timeouts())
+            .unwrap()
+            .without_leader_steering()
     };
     let mut beats_rng = StdRng::seed_from_u64(seed);
     let client = client_through(&mut beats_rng);
