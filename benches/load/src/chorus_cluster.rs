@@ -250,11 +250,31 @@ impl Masters {
         client.cluster_status_of(0).await.ok()
     }
 
+    /// An error naming a master whose process ended by itself (a failed bind, a
+    /// panic), with the logs, so a start that cannot succeed fails at once.
+    fn check_alive(&self) -> BenchResult {
+        let ended = self.running().into_iter().find(|id| {
+            // Ended but not yet reaped: a zombie, state `Z` after the command name.
+            self.pid(*id).is_some_and(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let state = stat
+                    .rfind(')')
+                    .and_then(|i| stat[i + 1..].split_whitespace().next());
+                state.is_none_or(|state| state == "Z")
+            })
+        });
+        match ended {
+            Some(id) => Err(format!("master {id} exited\n{}", self.logs()).into()),
+            None => Ok(()),
+        }
+    }
+
     /// Waits until every running master knows the same leader, has applied its whole
     /// log and holds the same state; returns the leader.
     pub async fn converged(&self) -> BenchResult<usize> {
         let deadline = Instant::now() + PATIENCE;
         loop {
+            self.check_alive()?;
             let mut seen: Option<(u64, u64, String)> = None;
             let mut agree = true;
             for id in self.running() {
@@ -286,6 +306,7 @@ impl Masters {
         let deadline = Instant::now() + PATIENCE;
         let mut target = None;
         loop {
+            self.check_alive()?;
             let mut statuses = Vec::new();
             for id in self.running() {
                 statuses.extend(self.status(id).await);
