@@ -18,7 +18,7 @@ use crate::BenchResult;
 use crate::chorus_cluster::Masters;
 use crate::etcd::{self, Etcd, EtcdWorker};
 use crate::load::{self, Report, Worker, round};
-use crate::workload::{self, Shape, Target, Via};
+use crate::workload::{self, Plan, Shape, Target};
 
 /// A probe starts a write this often until one succeeds: the figures' resolution.
 const PROBE_INTERVAL: Duration = Duration::from_millis(10);
@@ -258,15 +258,8 @@ fn steady<W: Worker>(
 pub async fn run(args: FailoverArgs) -> BenchResult {
     let mut masters = Masters::start(args.masters, &[]).await?;
     let target = masters.target();
-    let writers = workload::workers(
-        Shape::CreateSession,
-        &target,
-        Via::All,
-        args.clients,
-        Duration::ZERO,
-        0,
-    )
-    .await?;
+    let plan = Plan::new(Shape::CreateSession, args.clients, Duration::ZERO);
+    let writers = workload::workers(&target, plan).await?;
     let (stop, load) = steady(writers);
     let times = rounds(&mut masters, args.signal, args.rounds, "chorus").await?;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -308,12 +301,8 @@ pub async fn compare(args: CompareArgs) -> BenchResult {
 
     let before = masters.usage();
     let chorus_writes = workload::run(
-        Shape::CreateSession,
         &target,
-        Via::All,
-        args.clients,
-        duration,
-        0,
+        Plan::new(Shape::CreateSession, args.clients, duration),
     )
     .await?;
     let chorus_cpu = masters.usage().since(&before).cpu_per_op(chorus_writes.ops);
@@ -342,7 +331,7 @@ pub async fn compare(args: CompareArgs) -> BenchResult {
     );
 
     let chorus_reads =
-        workload::run(Shape::Get, &target, Via::All, args.clients, duration, 0).await?;
+        workload::run(&target, Plan::new(Shape::Get, args.clients, duration)).await?;
     println!("chorus GetSession:      {}", chorus_reads.line());
     let keys: Arc<Vec<String>> = Arc::new((0..READ_KEYS).map(|i| format!("read/{i}")).collect());
     let mut client = etcd::connect(&etcd.endpoints(), Duration::from_secs(10)).await?;

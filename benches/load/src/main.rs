@@ -144,15 +144,14 @@ async fn run_workload(shape: Shape, args: LoadArgs) -> BenchResult {
         ),
     };
     let usage_before = masters.as_ref().map(Masters::usage);
-    let report = workload::run(
+    let plan = workload::Plan {
         shape,
-        &target,
-        args.via,
-        args.clients,
-        Duration::from_secs(args.seconds),
-        args.payload_bytes,
-    )
-    .await?;
+        via: args.via,
+        clients: args.clients,
+        duration: Duration::from_secs(args.seconds),
+        payload_bytes: args.payload_bytes,
+    };
+    let report = workload::run(&target, plan).await?;
     let usage = masters
         .as_ref()
         .zip(usage_before)

@@ -372,15 +372,39 @@ async fn read_sessions(clients: &[Client]) -> BenchResult<Vec<String>> {
     Ok(ids)
 }
 
-/// Builds the workers of `shape`, doing its set-up first.
-pub async fn workers(
-    shape: Shape,
-    target: &Target,
-    via: Via,
-    clients: usize,
-    duration: Duration,
-    payload_bytes: usize,
-) -> BenchResult<Vec<ChorusWorker>> {
+/// One run of a workload: what the clients send, how many, where, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub shape: Shape,
+    pub via: Via,
+    pub clients: usize,
+    pub duration: Duration,
+    /// Bytes of `server_data` in each CreateConnection.
+    pub payload_bytes: usize,
+}
+
+impl Plan {
+    /// `clients` clients of `shape`, spread over the masters, for `duration`.
+    pub fn new(shape: Shape, clients: usize, duration: Duration) -> Plan {
+        Plan {
+            shape,
+            via: Via::All,
+            clients,
+            duration,
+            payload_bytes: 0,
+        }
+    }
+}
+
+/// Builds the workers of a plan, doing its set-up first.
+pub async fn workers(target: &Target, plan: Plan) -> BenchResult<Vec<ChorusWorker>> {
+    let Plan {
+        shape,
+        via,
+        clients,
+        duration,
+        payload_bytes,
+    } = plan;
     let server_data = "x".repeat(payload_bytes);
     let made = target.clients(via, clients).await?;
     let mut workers: Vec<ChorusWorker> = made
@@ -404,7 +428,7 @@ pub async fn workers(
             // As many pending connections as the same clients create in the same time:
             // joins cost about what creations do, so the pool lasts about the run.
             let pool = TokenPool::default();
-            let mut makers: Vec<ChorusWorker> = made
+            let makers: Vec<ChorusWorker> = made
                 .iter()
                 .map(|c| {
                     let mut maker =
@@ -413,7 +437,7 @@ pub async fn workers(
                     maker
                 })
                 .collect();
-            let filled = load::drive(std::mem::take(&mut makers), duration).await;
+            let filled = load::drive(makers, duration).await;
             println!(
                 "join: {} pending connections made first ({} ops/s)",
                 filled.ops,
@@ -428,22 +452,15 @@ pub async fn workers(
     Ok(workers)
 }
 
-/// Runs `shape` against `target`.
-pub async fn run(
-    shape: Shape,
-    target: &Target,
-    via: Via,
-    clients: usize,
-    duration: Duration,
-    payload_bytes: usize,
-) -> BenchResult<Report> {
-    let mut workers = workers(shape, target, via, clients, duration, payload_bytes).await?;
+/// Runs a plan against `target`.
+pub async fn run(target: &Target, plan: Plan) -> BenchResult<Report> {
+    let mut workers = workers(target, plan).await?;
     // One unmeasured operation per client opens its connections. Not for join, whose
     // pool is sized to the run.
-    if shape != Shape::Join {
+    if plan.shape != Shape::Join {
         for worker in &mut workers {
             worker.op().await?;
         }
     }
-    Ok(load::drive(workers, duration).await)
+    Ok(load::drive(workers, plan.duration).await)
 }
