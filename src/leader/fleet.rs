@@ -11,7 +11,7 @@
 //!   reports spreads over the nodes instead of piling onto the one that looked idle.
 //!   Ties go to the node serving the fewest sessions, then to the smallest id.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -120,20 +120,14 @@ impl View<'_> {
     }
 
     /// Chooses the RUNNING node of `state` for one new session (see the module doc) and
-    /// counts the session against it. `sessions` gives how many each node serves.
-    pub fn place(
-        &mut self,
-        state: &State,
-        sessions: &BTreeMap<String, usize>,
-        now: Instant,
-    ) -> Option<String> {
+    /// counts the session against it.
+    pub fn place(&mut self, state: &State, now: Instant) -> Option<String> {
         let chosen = state
             .media_nodes()
             .filter(|node| node.status == MediaNodeStatus::Running)
             .map(|node| {
                 let estimate = self.entry(&node.id, now).estimated_load();
-                let hosted = sessions.get(&node.id).copied().unwrap_or(0);
-                (estimate, hosted, &node.id)
+                (estimate, state.hosted_on(&node.id), &node.id)
             })
             .min_by(|a, b| {
                 a.0.total_cmp(&b.0)
@@ -148,11 +142,7 @@ impl View<'_> {
     /// The load each RUNNING node of `state` reported, with the sessions it serves; or
     /// `None` until every one of them has reported in this term (a new leader does not
     /// know the loads, and must not mistake them for zero).
-    pub fn loads(
-        &self,
-        state: &State,
-        sessions: &BTreeMap<String, usize>,
-    ) -> Option<Vec<NodeLoad>> {
+    pub fn loads(&self, state: &State) -> Option<Vec<NodeLoad>> {
         state
             .media_nodes()
             .filter(|node| node.status == MediaNodeStatus::Running)
@@ -161,23 +151,17 @@ impl View<'_> {
                 Some(NodeLoad {
                     id: node.id.clone(),
                     load,
-                    sessions: sessions.get(&node.id).copied().unwrap_or(0),
+                    sessions: state.hosted_on(&node.id),
                 })
             })
             .collect()
     }
 }
 
-/// How many sessions each media node serves (nodes serving none are absent).
-pub fn sessions_per_node(state: &State) -> BTreeMap<String, usize> {
-    state
-        .sessions_per_node()
-        .map(|(node, count)| (node.to_owned(), count))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::state::testing::{Harness, create_connection, create_session};
 
@@ -228,10 +212,9 @@ mod tests {
         for (id, load) in [("a", 10.0), ("b", 10.0), ("c", 40.0)] {
             fleet.at(1).heartbeat(id, load, now);
         }
-        let sessions = BTreeMap::new();
         let mut counts: BTreeMap<String, u32> = BTreeMap::new();
         for _ in 0..66 {
-            let node = fleet.at(1).place(&h.state, &sessions, now).unwrap();
+            let node = fleet.at(1).place(&h.state, now).unwrap();
             *counts.entry(node).or_default() += 1;
         }
         // a and b take 30 each until their estimate reaches c's 40, then all share.
@@ -240,33 +223,25 @@ mod tests {
         assert!(a.abs_diff(b) <= 1 && a > c && c > 0, "{counts:?}");
         // A report resets the estimate to the real load.
         fleet.at(1).heartbeat("c", 0.0, now);
-        assert_eq!(
-            fleet.at(1).place(&h.state, &sessions, now).as_deref(),
-            Some("c")
-        );
+        assert_eq!(fleet.at(1).place(&h.state, now).as_deref(), Some("c"));
 
         // Ties go to the node with fewer sessions, then the smaller id.
         let fresh = Fleet::default();
         h.ok(create_session("s1"));
         h.ok(create_connection("s1", 1, Some("a")));
-        let hosted = sessions_per_node(&h.state);
-        assert_eq!(hosted.get("a"), Some(&1));
-        assert_eq!(
-            fresh.at(1).place(&h.state, &hosted, now).as_deref(),
-            Some("b")
-        );
+        assert_eq!(h.state.hosted_on("a"), 1);
+        assert_eq!(fresh.at(1).place(&h.state, now).as_deref(), Some("b"));
     }
 
     #[tokio::test(start_paused = true)]
     async fn loads_wait_until_every_running_node_reported() {
         let h = three_running_nodes();
         let fleet = Fleet::default();
-        let sessions = BTreeMap::new();
         fleet.at(1).heartbeat("a", 50.0, Instant::now());
         fleet.at(1).heartbeat("b", 20.0, Instant::now());
-        assert!(fleet.at(1).loads(&h.state, &sessions).is_none());
+        assert!(fleet.at(1).loads(&h.state).is_none());
         fleet.at(1).heartbeat("c", 80.0, Instant::now());
-        let loads = fleet.at(1).loads(&h.state, &sessions).unwrap();
+        let loads = fleet.at(1).loads(&h.state).unwrap();
         let by_id: Vec<(&str, f64)> = loads.iter().map(|n| (n.id.as_str(), n.load)).collect();
         assert_eq!(by_id, [("a", 50.0), ("b", 20.0), ("c", 80.0)]);
     }

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::autoscaling::{Policy, advise};
-use super::fleet::{Fleet, sessions_per_node};
+use super::fleet::Fleet;
 use crate::raft::{Raft, SharedApplied, leading_term, propose, read};
 use crate::state::{AutoscalingAdvice, MediaNodeStatus, Op, Outcome};
 
@@ -78,7 +78,7 @@ async fn advise_autoscaling(
     let advice = {
         let applied = read(applied);
         let state = &applied.state;
-        let Some(running) = fleet.at(term).loads(state, &sessions_per_node(state)) else {
+        let Some(running) = fleet.at(term).loads(state) else {
             return;
         };
         let launching = state
@@ -153,7 +153,6 @@ async fn place_waiting_sessions(raft: &Raft, applied: &SharedApplied, fleet: &Fl
     let plan: Vec<(String, String)> = {
         let applied = read(applied);
         let state = &applied.state;
-        let sessions = sessions_per_node(state);
         let now = Instant::now();
         let mut fleet = fleet.at(term);
         // Stops at the first session no node can take: with no RUNNING node that is
@@ -162,7 +161,7 @@ async fn place_waiting_sessions(raft: &Raft, applied: &SharedApplied, fleet: &Fl
             .sessions_awaiting_placement()
             .map_while(|session| {
                 fleet
-                    .place(state, &sessions, now)
+                    .place(state, now)
                     .map(|node| (session.id.clone(), node))
             })
             .collect()

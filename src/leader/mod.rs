@@ -17,7 +17,7 @@ mod media_nodes;
 mod write;
 
 pub use autoscaling::{Advice, NodeLoad, Policy, advise};
-pub use fleet::{Fleet, LOAD_PER_PLACED_SESSION, sessions_per_node};
+pub use fleet::{Fleet, LOAD_PER_PLACED_SESSION};
 pub use license::check_license;
 pub use media_nodes::tend_media_nodes;
 pub use write::{Proposer, Write, Written};

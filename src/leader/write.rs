@@ -21,7 +21,7 @@ use rand::RngCore;
 use rand::distr::{Alphanumeric, SampleString};
 use serde::{Deserialize, Serialize};
 
-use super::fleet::{Fleet, sessions_per_node};
+use super::fleet::Fleet;
 use crate::error::Error;
 use crate::raft::{Raft, SharedApplied, TypeConfig, leading_term, not_leader, propose, read};
 use crate::state::{
@@ -358,17 +358,16 @@ impl Proposer {
     /// The node to place `session_id` on if its first connection arrives now: `None`
     /// when it is placed already (or gone; applying will say so).
     fn placement_for(&self, session_id: &str) -> Option<String> {
-        let term = self.raft.metrics().borrow_watched().current_term;
+        // The term this master leads in, as every other use of the fleet keys it.
+        let term = leading_term(&self.raft).ok()?;
         let applied = read(&self.applied);
         let state = &applied.state;
         if state.session(session_id)?.is_placed() {
             return None;
         }
-        self.fleet.at(term).place(
-            state,
-            &sessions_per_node(state),
-            tokio::time::Instant::now(),
-        )
+        self.fleet
+            .at(term)
+            .place(state, tokio::time::Instant::now())
     }
 
     /// A heartbeat reaching the leader: noted in memory, and logged only when it brings

@@ -258,13 +258,6 @@ impl State {
         self.placements.get(media_node_id).map_or(0, BTreeSet::len)
     }
 
-    /// How many sessions each media node hosts, for the nodes hosting any.
-    pub fn sessions_per_node(&self) -> impl Iterator<Item = (&str, usize)> {
-        self.placements
-            .iter()
-            .map(|(node, sessions)| (node.as_str(), sessions.len()))
-    }
-
     /// Moves session `session_id` (which exists) to `media_node_id`, or off every node,
     /// keeping `placements` in step.
     pub(super) fn set_placement(&mut self, session_id: &str, media_node_id: Option<String>) {
@@ -277,11 +270,16 @@ impl State {
             self.unindex_placement(session_id, &node);
         }
         if let Some(node) = media_node_id {
-            self.placements
-                .entry(node)
-                .or_default()
-                .insert(session_id.to_owned());
+            self.index_placement(session_id, node);
         }
+    }
+
+    /// Records that `session_id` is on `media_node_id`.
+    pub(super) fn index_placement(&mut self, session_id: &str, media_node_id: String) {
+        self.placements
+            .entry(media_node_id)
+            .or_default()
+            .insert(session_id.to_owned());
     }
 
     /// Forgets that `session_id` is on `media_node_id`.
@@ -367,8 +365,7 @@ impl State {
         for (id, node) in &self.media_nodes {
             assert_eq!(id, &node.id, "media node stored under another id");
             assert!(
-                node.status != MediaNodeStatus::WaitingIdleToTerminate
-                    || self.sessions_on(id).next().is_some(),
+                node.status != MediaNodeStatus::WaitingIdleToTerminate || self.hosted_on(id) > 0,
                 "media node '{id}' waits to terminate while hosting nothing"
             );
         }

@@ -28,8 +28,10 @@
 //!   placed the session again. PENDING connections keep their token: it was never
 //!   used, and invitations already handed out keep working on the new node.
 //!
-//! A node's sessions are derived (`State::sessions_on`), never stored, so they cannot
-//! drift from the sessions themselves.
+//! A node's sessions are the sessions whose `media_node_id` names it. `State` indexes
+//! them by node (`placements`, kept by `set_placement` and friends) so placement and
+//! the registry need no scan of all sessions; `assert_invariants` checks the index
+//! against the sessions after every command in tests.
 
 use serde::{Deserialize, Serialize};
 

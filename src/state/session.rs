@@ -181,10 +181,7 @@ impl State {
         };
         self.sessions.insert(session.id.clone(), session.clone());
         if let Some(node) = &session.media_node_id {
-            self.placements
-                .entry(node.clone())
-                .or_default()
-                .insert(session.id.clone());
+            self.index_placement(&session.id, node.clone());
         }
         Ok(Outcome::Session(session))
     }
