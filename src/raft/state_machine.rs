@@ -154,18 +154,6 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 }
 
-/// Hands memory freed by the last snapshot back to the OS. A snapshot passes through
-/// memory as thousands of chunk-sized buffers (ours, then sled's); glibc keeps such
-/// freed heap memory for reuse, so without this every snapshot left the master's RSS
-/// higher by about the snapshot's size.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free heap pages; it has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// Builds a snapshot of the applied state and stores it durably.
 pub struct SnapshotBuilder {
     applied: SharedApplied,
@@ -195,7 +183,6 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 "snapshot built but not stored: a newer one was installed meanwhile"
             );
         }
-        release_freed_memory();
         tracing::info!(
             index = meta.last_log_id.map(|id| id.index),
             bytes,
