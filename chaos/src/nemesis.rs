@@ -300,7 +300,8 @@ pub async fn restore_membership(cluster: &Cluster) {
         })
         .await
     {
-        tracing::warn!("membership not restored: {e}");
+        // The runner has no tracing subscriber: say it where the run report goes.
+        eprintln!("chaos: membership not restored: {e}");
     }
 }
 

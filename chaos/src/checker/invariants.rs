@@ -38,6 +38,12 @@ pub fn check(history: &[Op], end: &Final) -> Finding {
         .collect();
     for s in end.sessions.iter().filter(|s| !s.connections.is_empty()) {
         if s.media_node_id.is_empty() {
+            if s.connections.iter().any(|c| c.status == "ACTIVE") {
+                finding.problems.push(format!(
+                    "session {} has active connections but no node",
+                    s.id
+                ));
+            }
             continue;
         }
         match nodes.get(s.media_node_id.as_str()) {
@@ -46,12 +52,6 @@ pub fn check(history: &[Op], end: &Final) -> Finding {
                 "session {} is placed on {} ({other:?})",
                 s.id, s.media_node_id
             )),
-        }
-        if s.connections.iter().any(|c| c.status == "ACTIVE") && s.media_node_id.is_empty() {
-            finding.problems.push(format!(
-                "session {} has active connections but no node",
-                s.id
-            ));
         }
     }
     finding

@@ -151,4 +151,27 @@ mod tests {
         };
         assert!(!invariants::check(&[], &end).passed());
     }
+
+    #[test]
+    fn an_active_connection_in_an_unplaced_session_is_reported() {
+        let session = |status: &str| pb::Session {
+            id: "s".into(),
+            connections: vec![pb::Connection {
+                status: status.into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let end = |status| Final {
+            sessions: vec![session(status)],
+            media_nodes: vec![],
+        };
+        // A PENDING connection may wait in an unplaced session; an ACTIVE one may not.
+        assert!(invariants::check(&[], &end("PENDING")).passed());
+        let finding = invariants::check(&[], &end("ACTIVE"));
+        assert!(
+            finding.problems[0].contains("active connections but no node"),
+            "{finding:?}"
+        );
+    }
 }
