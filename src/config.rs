@@ -281,7 +281,11 @@ fn license(args: &ServeArgs, file: &FileConfig) -> Result<Option<LicenseConfig>,
         pick!(license_public_key),
     ) {
         (None, None, None, None) => return Ok(None),
-        (Some(key), Some(authority), None, None) => Source::Online { key, authority },
+        (Some(key), Some(authority), None, None) => {
+            crate::license::authority::endpoint(&authority)
+                .map_err(|e| invalid("license_authority", e))?;
+            Source::Online { key, authority }
+        }
         (None, None, Some(file), Some(public_key)) => Source::Offline { file, public_key },
         (Some(_), None, None, None) => {
             return Err(invalid("license_authority", "is required with license_key"));
@@ -620,6 +624,15 @@ mod tests {
             license.check_interval,
             Duration::from_millis(defaults::LICENSE_CHECK_INTERVAL_MS)
         );
+        // An address no client could dial is refused here, not at the first check.
+        a.license_authority = Some("not a host:port".into());
+        assert!(matches!(
+            Config::resolve(&a),
+            Err(ConfigError::Invalid {
+                key: "license_authority",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
@@ -41,11 +40,8 @@ impl Drop for Authority {
 
 impl Authority {
     fn start(dir: &Path, state: &str) -> Authority {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        // Restarted on the same port after a stop: one outside the ephemeral range.
+        let port = common::free_port();
         let mut authority = Authority {
             addr: format!("127.0.0.1:{port}"),
             keys: dir.join("keys.toml"),

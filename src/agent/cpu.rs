@@ -92,9 +92,10 @@ mod tests {
     }
 
     #[test]
-    fn this_host_reports_a_percentage() {
-        let mut cpu = CpuLoad::new();
-        let load = cpu.sample();
-        assert!((0.0..=100.0).contains(&load), "{load}");
+    fn this_hosts_proc_stat_parses() {
+        // `sample` clamps and falls back to 0, so only the parse of the real file can
+        // fail here.
+        let times = read().expect("/proc/stat parses");
+        assert!(times.total > 0, "{times:?}");
     }
 }

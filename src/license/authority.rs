@@ -119,16 +119,21 @@ pub struct AuthorityClient {
     channel: Channel,
 }
 
+/// The authority's address (`host:port` or a URL) as an endpoint; configuration
+/// checks it with this at start-up, so a bad one stops the master instead of the checks.
+pub fn endpoint(addr: &str) -> Result<Endpoint, String> {
+    let uri = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
+    Endpoint::from_shared(uri).map_err(|e| format!("license authority `{addr}`: {e}"))
+}
+
 impl AuthorityClient {
     /// A client of the authority at `addr` (`host:port` or a URL).
     pub fn new(addr: &str) -> Result<Self, String> {
-        let uri = if addr.contains("://") {
-            addr.to_owned()
-        } else {
-            format!("http://{addr}")
-        };
-        let channel = Endpoint::from_shared(uri)
-            .map_err(|e| format!("license authority `{addr}`: {e}"))?
+        let channel = endpoint(addr)?
             .connect_timeout(Duration::from_secs(2))
             .connect_lazy();
         Ok(AuthorityClient { channel })

@@ -34,7 +34,7 @@ pub type Authed = InterceptedService<Channel, BearerToken>;
 /// Ports come from below Linux's ephemeral range (32768–60999), so the many outgoing
 /// connections of concurrently running tests cannot take one between this check and the
 /// master's bind; a process-wide counter keeps concurrent tests from picking the same one.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     const FIRST: u32 = 20_000;
     const SPAN: u32 = 12_000;
