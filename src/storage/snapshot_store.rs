@@ -191,3 +191,34 @@ impl SnapshotStore {
         Ok(Some((meta, data)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::TypeConfig;
+
+    fn meta(index: u64) -> SnapshotMeta {
+        SnapshotMeta {
+            last_log_id: Some(openraft::testing::log_id::<TypeConfig>(1, 1, index)),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_smaller_snapshot_replaces_every_chunk_of_a_larger_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::storage::open(dir.path()).unwrap();
+        let large: Vec<u8> = (0..CHUNK_BYTES * 5 / 2).map(|i| i as u8).collect();
+        assert!(store.snapshots.save(&meta(10), &large).await.unwrap());
+        assert_eq!(store.snapshots.load().unwrap().unwrap().1, large);
+
+        assert!(store.snapshots.save(&meta(20), b"small").await.unwrap());
+        let (stored, data) = store.snapshots.load().unwrap().unwrap();
+        assert_eq!(stored.last_log_id, meta(20).last_log_id);
+        assert_eq!(data, b"small", "no chunk of the older snapshot is left");
+
+        // An older snapshot never replaces a newer one.
+        assert!(!store.snapshots.save(&meta(15), &large).await.unwrap());
+        assert_eq!(store.snapshots.load().unwrap().unwrap().1, b"small");
+    }
+}
