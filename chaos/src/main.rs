@@ -64,18 +64,8 @@ const CONVERGENCE: Duration = Duration::from_secs(30);
 
 fn main() -> ExitCode {
     // Re-executed as a master: run `chorus serve` with the rest of the arguments.
-    let mut raw = std::env::args();
-    if raw.nth(1).as_deref() == Some("master") {
-        let args = ["chorus".to_owned(), "serve".to_owned()]
-            .into_iter()
-            .chain(raw);
-        let cli = match <chorus::cli::Cli as Parser>::try_parse_from(args) {
-            Ok(cli) => cli,
-            Err(e) => e.exit(),
-        };
-        chorus::cli::init_tracing();
-        let runtime = tokio::runtime::Runtime::new().expect("runtime");
-        return runtime.block_on(cli.run());
+    if let Some(code) = chorus::cli::run_if_master() {
+        return code;
     }
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()

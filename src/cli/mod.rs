@@ -125,6 +125,26 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
+/// For test harnesses that run masters as copies of their own binary: when this
+/// process was started as `<binary> master <serve flags>`, runs `chorus serve` with
+/// those flags, exactly as the `chorus` binary would, and returns its exit code.
+pub fn run_if_master() -> Option<ExitCode> {
+    let mut raw = std::env::args();
+    if raw.nth(1).as_deref() != Some("master") {
+        return None;
+    }
+    let args = ["chorus".to_owned(), "serve".to_owned()]
+        .into_iter()
+        .chain(raw);
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    init_tracing();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    Some(runtime.block_on(cli.run()))
+}
+
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -7,14 +7,14 @@
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, ConnectOptions};
 
 use crate::BenchResult;
 use crate::load::Worker;
-use crate::procfs::Usage;
+use crate::processes::{Processes, UsageSet};
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -28,25 +28,14 @@ struct Member {
     peer_url: String,
     data_dir: PathBuf,
     log: PathBuf,
-    child: Option<Child>,
 }
 
 /// The members of one etcd cluster, killed on drop.
 pub struct Etcd {
     members: BTreeMap<usize, Member>,
+    processes: Processes,
     initial_cluster: String,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        for member in self.members.values_mut() {
-            if let Some(mut child) = member.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
 }
 
 /// A client of the members at `endpoints` whose requests give up after `timeout`.
@@ -74,7 +63,6 @@ impl Etcd {
                     peer_url: format!("http://127.0.0.1:{}", free_port()?),
                     data_dir: dir.path().join(format!("m{id}")),
                     log: dir.path().join(format!("m{id}.log")),
-                    child: None,
                 },
             );
         }
@@ -85,6 +73,7 @@ impl Etcd {
             .join(",");
         let mut etcd = Etcd {
             members,
+            processes: Processes::default(),
             initial_cluster,
             _dir: dir,
         };
@@ -100,14 +89,10 @@ impl Etcd {
     }
 
     fn launch(&mut self, id: usize, binary: &str) -> BenchResult {
-        let initial_cluster = self.initial_cluster.clone();
-        let m = self.members.get_mut(&id).ok_or("no such member")?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&m.log)?;
+        let m = self.members.get(&id).ok_or("no such member")?;
         // Only the addresses and the cluster are set: every timing is etcd's default.
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .args(["--name", &m.name])
             .arg("--data-dir")
             .arg(&m.data_dir)
@@ -115,15 +100,10 @@ impl Etcd {
             .args(["--advertise-client-urls", &m.client_url])
             .args(["--listen-peer-urls", &m.peer_url])
             .args(["--initial-advertise-peer-urls", &m.peer_url])
-            .args(["--initial-cluster", &initial_cluster])
+            .args(["--initial-cluster", &self.initial_cluster])
             .args(["--initial-cluster-token", "chorus-bench"])
-            .args(["--initial-cluster-state", "new"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?;
-        m.child = Some(child);
-        Ok(())
+            .args(["--initial-cluster-state", "new"]);
+        self.processes.spawn(id, command, m.log.clone())
     }
 
     pub fn endpoint(&self, id: usize) -> String {
@@ -135,38 +115,24 @@ impl Etcd {
     }
 
     pub fn pid(&self, id: usize) -> Option<u32> {
-        self.members[&id].child.as_ref().map(Child::id)
+        self.processes.pid(id)
     }
 
     pub fn running(&self) -> Vec<usize> {
-        self.members
-            .iter()
-            .filter(|(_, m)| m.child.is_some())
-            .map(|(id, _)| *id)
-            .collect()
+        self.processes.running()
     }
 
-    pub fn usage(&self) -> crate::chorus_cluster::UsageSet {
-        crate::chorus_cluster::UsageSet(
-            self.running()
-                .into_iter()
-                .filter_map(|id| Some((id, Usage::of(self.pid(id)?))))
-                .collect(),
-        )
+    pub fn usage(&self) -> UsageSet {
+        self.processes.usage()
     }
 
     /// Sends `signal` to member `id` and waits for it to end.
     pub fn stop(&mut self, id: usize, signal: i32) -> BenchResult {
-        if let Some(mut child) = self.members.get_mut(&id).and_then(|m| m.child.take()) {
-            // SAFETY: kill(2) on the pid of a child not yet reaped.
-            unsafe { libc::kill(child.id() as i32, signal) };
-            child.wait()?;
-        }
-        Ok(())
+        self.processes.stop(id, signal)
     }
 
     pub fn restart(&mut self, id: usize) -> BenchResult {
-        if self.members[&id].child.is_none() {
+        if !self.processes.is_running(id) {
             self.launch(id, &which_etcd()?)?;
         }
         Ok(())
@@ -190,6 +156,7 @@ impl Etcd {
     pub async fn converged(&self) -> BenchResult<usize> {
         let deadline = Instant::now() + PATIENCE;
         loop {
+            self.processes.check_alive()?;
             let mut views = BTreeMap::new();
             for id in self.running() {
                 if let Some(view) = self.status(id).await {
@@ -210,22 +177,10 @@ impl Etcd {
                 }
             }
             if Instant::now() > deadline {
-                return Err(format!("etcd did not converge\n{}", self.logs()).into());
+                return Err(format!("etcd did not converge\n{}", self.processes.logs()).into());
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-
-    fn logs(&self) -> String {
-        self.members
-            .values()
-            .map(|m| {
-                let text = std::fs::read_to_string(&m.log).unwrap_or_default();
-                let lines: Vec<&str> = text.lines().collect();
-                let tail = lines[lines.len().saturating_sub(10)..].join("\n");
-                format!("---- {} ----\n{tail}\n", m.name)
-            })
-            .collect()
     }
 }
 

@@ -99,7 +99,7 @@ pub trait System {
 
 impl System for Masters {
     fn converged(&self) -> impl Future<Output = BenchResult<usize>> {
-        self.caught_up()
+        Masters::caught_up(self)
     }
     fn running(&self) -> Vec<usize> {
         Masters::running(self)

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::chorus_cluster::UsageSet;
+use crate::processes::UsageSet;
 
 /// One client of a workload.
 pub trait Worker: Send + 'static {

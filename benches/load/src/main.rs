@@ -16,6 +16,7 @@ mod chorus_cluster;
 mod etcd;
 mod failover;
 mod load;
+mod processes;
 mod procfs;
 mod scale;
 mod workload;
@@ -92,7 +93,7 @@ pub struct LoadArgs {
 }
 
 fn main() -> ExitCode {
-    if let Some(code) = chorus_cluster::run_as_master() {
+    if let Some(code) = chorus::cli::run_if_master() {
         return code;
     }
     let cli = Cli::parse();

@@ -123,7 +123,7 @@ pub async fn run(args: ScaleArgs) -> BenchResult {
         connection_time.as_secs_f64(),
         connections as f64 / connection_time.as_secs_f64(),
     );
-    let leader = masters.converged().await?;
+    let leader = masters.caught_up().await?;
 
     let started = Instant::now();
     let snapshot = masters
