@@ -18,7 +18,7 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 
 use super::types::{LogId, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::state::{Outcome, State};
-use crate::storage::{SnapshotStore, Staged, codec};
+use crate::storage::{SnapshotStore, codec};
 
 /// The applied state as the rest of the master reads it.
 #[derive(Debug, Default)]
@@ -167,15 +167,16 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let started = std::time::Instant::now();
         // Encoding under the read lock keeps the snapshot consistent with its log id;
         // applies wait for it, reads do not. It goes straight into sled-sized chunks, so
-        // the whole snapshot never sits in one buffer beside them.
-        let staged = {
+        // the whole snapshot never sits in one buffer beside them, and the lock is
+        // released before they are written and synced.
+        let staged = self.snapshots.stage(|w| {
             let applied = read(&self.applied);
-            let meta = SnapshotMeta {
+            codec::encode_into(&applied.state, w)?;
+            Ok(SnapshotMeta {
                 last_log_id: applied.last_applied,
                 last_membership: applied.membership.clone(),
-            };
-            Staged::encode(meta, |w| codec::encode_into(&applied.state, w))?
-        };
+            })
+        })?;
         let (meta, bytes) = (staged.meta().clone(), staged.bytes());
         if !self.snapshots.save_staged(staged).await? {
             tracing::info!(

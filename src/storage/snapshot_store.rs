@@ -1,58 +1,63 @@
-//! The latest snapshot in sled, replaced atomically.
+//! The latest snapshot, each in a sled database of its own.
 //!
-//! Layout: tree `snapshot` holds `meta` (postcard-encoded snapshot meta) and the data cut
-//! into `data/<n>` chunks, so no single value is huge.
+//! Layout: `<data dir>/snapshots/<generation>/` is a sled database holding one snapshot:
+//! `meta` and the data cut into `data/<n>` chunks, so no single value is huge. The main
+//! database's `snapshot` tree names the current one (`current`: its generation and meta).
+//!
+//! Why a database per snapshot: sled keeps the values it was given in memory, well beyond
+//! its cache setting, for as long as the database is open. Stored in the main database, a
+//! snapshot stayed resident (293 MiB at 1M connections) although it is read only to start
+//! or to catch a follower up. A database opened for one save or one load and then closed
+//! gives that memory back, and dropping an old snapshot is deleting its directory.
 //!
 //! Invariants:
-//! - The stored snapshot only moves forward: openraft builds snapshots in a task of its
+//! - The current snapshot only moves forward: openraft builds snapshots in a task of its
 //!   own, concurrently with installs received from the leader, and a build of an older
 //!   state finishing after a newer install must not replace it (the log is already
 //!   purged up to the newer one).
-//! - A save replaces meta and chunks in one sled batch, and saves and loads exclude each
-//!   other, so a load never pairs one snapshot's meta with another's data.
+//! - A snapshot's directory is complete and durable before the main database names it,
+//!   and the directory it replaced is deleted only once the new name is durable. A
+//!   directory nothing durable names is a crash's leftover, deleted at open.
+//! - Saves and loads exclude each other, so a load never reads a directory being deleted.
 
-use std::io::{self, Write as _};
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use serde::{Deserialize, Serialize};
+
 use super::codec;
-use super::durable::{CHUNK_BYTES, Flusher};
+use super::durable::{CHUNK_BYTES, Flusher, sync_dir_files};
 use crate::raft::SnapshotMeta;
 
+/// The main database's key naming the current snapshot.
+const CURRENT: &[u8] = b"current";
+/// A snapshot database's key for its meta.
 const META: &[u8] = b"meta";
 const DATA_PREFIX: &[u8] = b"data/";
+/// The directory, under the data dir, of the snapshot databases.
+const SNAPSHOTS_DIR: &str = "snapshots";
 
-/// A snapshot cut into chunks, ready for [`SnapshotStore::save_staged`]. Encoding into
-/// it never holds the whole snapshot in one buffer: each chunk goes into the batch as
-/// soon as it is full.
+/// What the main database records of the current snapshot.
+#[derive(Debug, Serialize, Deserialize)]
+struct Current {
+    /// The name of its directory.
+    generation: u64,
+    meta: SnapshotMeta,
+}
+
+/// A snapshot written and made durable in a directory of its own, not yet current: see
+/// [`SnapshotStore::save_staged`].
 pub struct Staged {
     meta: SnapshotMeta,
-    batch: sled::Batch,
-    /// Chunks in the batch.
-    chunks: u64,
-    /// Bytes in the batch.
+    generation: u64,
+    /// Bytes of snapshot data.
     bytes: u64,
 }
 
 impl Staged {
-    /// Stages `meta` and whatever `encode` writes.
-    pub fn encode(
-        meta: SnapshotMeta,
-        encode: impl FnOnce(&mut ChunkWriter) -> io::Result<()>,
-    ) -> io::Result<Staged> {
-        let mut writer = ChunkWriter {
-            staged: Staged {
-                meta,
-                batch: sled::Batch::default(),
-                chunks: 0,
-                bytes: 0,
-            },
-            buffer: Vec::with_capacity(CHUNK_BYTES),
-        };
-        encode(&mut writer)?;
-        writer.cut();
-        Ok(writer.staged)
-    }
-
     /// The snapshot's size in bytes.
     pub fn bytes(&self) -> u64 {
         self.bytes
@@ -63,25 +68,24 @@ impl Staged {
     }
 }
 
-/// Where [`Staged::encode`] writes.
+/// Where [`SnapshotStore::stage`] encodes a snapshot: straight into chunks, never into
+/// one buffer of the whole snapshot.
 pub struct ChunkWriter {
-    staged: Staged,
+    chunks: Vec<Vec<u8>>,
     buffer: Vec<u8>,
+    /// Bytes in `chunks`.
+    bytes: u64,
 }
 
 impl ChunkWriter {
-    /// Moves the buffered bytes into the batch as the next chunk.
+    /// Moves the buffered bytes into the next chunk.
     fn cut(&mut self) {
         if self.buffer.is_empty() {
             return;
         }
-        let staged = &mut self.staged;
-        staged
-            .batch
-            .insert(chunk_key(staged.chunks), self.buffer.as_slice());
-        staged.chunks += 1;
-        staged.bytes += self.buffer.len() as u64;
-        self.buffer.clear();
+        self.bytes += self.buffer.len() as u64;
+        let full = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK_BYTES));
+        self.chunks.push(full);
     }
 }
 
@@ -104,9 +108,14 @@ impl io::Write for ChunkWriter {
 /// Stores and loads the latest snapshot.
 #[derive(Clone)]
 pub struct SnapshotStore {
-    tree: sled::Tree,
+    /// The main database's tree naming the current snapshot.
+    names: sled::Tree,
     flusher: Flusher,
-    /// Serializes saves and loads: sled's scans are not isolated from batches.
+    /// `<data dir>/snapshots`.
+    dir: PathBuf,
+    /// The generation the next staged snapshot takes.
+    next_generation: Arc<AtomicU64>,
+    /// Serializes the current name's changes, loads and deletions.
     lock: Arc<Mutex<()>>,
 }
 
@@ -116,69 +125,165 @@ fn chunk_key(n: u64) -> Vec<u8> {
     key
 }
 
+/// Opens (creating if needed) the snapshot database in `dir`. Small and short-lived: it
+/// only ever receives or yields one snapshot, chunk by chunk.
+fn open_db(dir: &Path) -> io::Result<sled::Db> {
+    sled::Config::new()
+        .path(dir)
+        .flush_every_ms(None)
+        .cache_capacity(4 * CHUNK_BYTES as u64)
+        .open()
+        .map_err(|e| io::Error::other(format!("cannot open sled in {}: {e}", dir.display())))
+}
+
+/// Deletes a snapshot directory; one already gone is fine.
+fn remove_dir(dir: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 impl SnapshotStore {
-    /// Opens the snapshot tree of `db`.
-    pub fn open(db: &sled::Db, flusher: Flusher) -> io::Result<Self> {
+    /// Opens the snapshot store of the master whose main database `db` lives in
+    /// `data_dir`, deleting whatever snapshot directory is not the current one.
+    pub fn open(db: &sled::Db, flusher: Flusher, data_dir: &Path) -> io::Result<Self> {
+        let names = db.open_tree("snapshot").map_err(io::Error::other)?;
+        let dir = data_dir.join(SNAPSHOTS_DIR);
+        fs::create_dir_all(&dir)?;
+        File::open(data_dir)?.sync_all()?;
+        let current = read_current(&names)?.map(|c| c.generation);
+        let mut newest = current.unwrap_or(0);
+        for entry in fs::read_dir(&dir)? {
+            let path = entry?.path();
+            let generation = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse::<u64>().ok());
+            if generation.is_some() && generation == current {
+                continue;
+            }
+            newest = newest.max(generation.unwrap_or(0));
+            tracing::info!(dir = %path.display(), "removing a snapshot directory left by a crash");
+            remove_dir(&path)?;
+        }
         Ok(SnapshotStore {
-            tree: db.open_tree("snapshot").map_err(io::Error::other)?,
+            names,
             flusher,
+            dir,
+            next_generation: Arc::new(AtomicU64::new(newest + 1)),
             lock: Arc::default(),
+        })
+    }
+
+    /// Encodes a snapshot through `encode`, which returns its meta, and stores it in a
+    /// new directory, durably. It becomes current only through
+    /// [`SnapshotStore::save_staged`]. Whatever `encode` holds (the state's lock, say) is
+    /// released before the chunks are written and synced.
+    pub fn stage(
+        &self,
+        encode: impl FnOnce(&mut ChunkWriter) -> io::Result<SnapshotMeta>,
+    ) -> io::Result<Staged> {
+        let mut writer = ChunkWriter {
+            chunks: Vec::new(),
+            buffer: Vec::with_capacity(CHUNK_BYTES),
+            bytes: 0,
+        };
+        let meta = encode(&mut writer)?;
+        writer.cut();
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        let dir = self.dir.join(generation.to_string());
+        let stored = (|| {
+            remove_dir(&dir)?;
+            let db = open_db(&dir)?;
+            // Each chunk is freed as soon as sled has its copy.
+            for (n, chunk) in writer.chunks.into_iter().enumerate() {
+                db.insert(chunk_key(n as u64), chunk)
+                    .map_err(io::Error::other)?;
+            }
+            db.insert(META, codec::encode(&meta)?)
+                .map_err(io::Error::other)?;
+            db.flush().map_err(io::Error::other)?;
+            drop(db);
+            // Every file of the database (the chunks are in blob files), then the names.
+            sync_dir_files(&dir.join("blobs"))?;
+            sync_dir_files(&dir)?;
+            File::open(&self.dir)?.sync_all()
+        })();
+        if let Err(e) = stored {
+            let _ = remove_dir(&dir);
+            return Err(e);
+        }
+        Ok(Staged {
+            meta,
+            generation,
+            bytes: writer.bytes,
         })
     }
 
     /// Replaces the stored snapshot with `meta` and `data` (see [`SnapshotStore::save_staged`]).
     pub async fn save(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<bool> {
-        let staged = Staged::encode(meta.clone(), |w| w.write_all(data))?;
+        let staged = self.stage(|w| {
+            io::Write::write_all(w, data)?;
+            Ok(meta.clone())
+        })?;
         self.save_staged(staged).await
     }
 
-    /// Replaces the stored snapshot unless it already covers as much of the log, and waits
-    /// until the result is durable. Returns whether it replaced anything.
+    /// Makes `staged` the current snapshot unless the current one already covers as much
+    /// of the log, and waits until that is durable. Returns whether it replaced anything.
     pub async fn save_staged(&self, staged: Staged) -> io::Result<bool> {
-        let Staged {
-            meta,
-            mut batch,
-            chunks,
-            ..
-        } = staged;
+        let staged_dir = self.dir.join(staged.generation.to_string());
         let replaced = {
             let _guard = self.lock.lock().expect("snapshot lock poisoned");
-            let stored: Option<SnapshotMeta> = self
-                .tree
-                .get(META)
-                .map_err(io::Error::other)?
-                .map(|bytes| codec::decode(&bytes))
-                .transpose()?;
-            if stored.is_some_and(|stored| stored.last_log_id >= meta.last_log_id) {
-                false
-            } else {
-                // The staged chunks overwrite the old ones of the same numbers; the old
-                // snapshot's chunks beyond go.
-                for key in self.tree.range(chunk_key(chunks)..).keys() {
-                    let key = key.map_err(io::Error::other)?;
-                    if !key.starts_with(DATA_PREFIX) {
-                        break;
-                    }
-                    batch.remove(key);
-                }
-                batch.insert(META, codec::encode(&meta)?);
-                self.tree.apply_batch(batch).map_err(io::Error::other)?;
-                true
+            let current = read_current(&self.names)?;
+            if current
+                .as_ref()
+                .is_some_and(|c| c.meta.last_log_id >= staged.meta.last_log_id)
+            {
+                remove_dir(&staged_dir)?;
+                return Ok(false);
             }
+            let name = Current {
+                generation: staged.generation,
+                meta: staged.meta,
+            };
+            self.names
+                .insert(CURRENT, codec::encode(&name)?)
+                .map_err(io::Error::other)?;
+            current.map(|c| c.generation)
         };
         self.flusher.flush().await?;
-        Ok(replaced)
+        if let Some(old) = replaced {
+            let _guard = self.lock.lock().expect("snapshot lock poisoned");
+            remove_dir(&self.dir.join(old.to_string()))?;
+        }
+        Ok(true)
     }
 
     /// The stored snapshot's meta and data, if there is one.
     pub fn load(&self) -> io::Result<Option<(SnapshotMeta, Vec<u8>)>> {
         let _guard = self.lock.lock().expect("snapshot lock poisoned");
-        let Some(meta) = self.tree.get(META).map_err(io::Error::other)? else {
+        let Some(current) = read_current(&self.names)? else {
             return Ok(None);
         };
-        let meta: SnapshotMeta = codec::decode(&meta)?;
+        let db = open_db(&self.dir.join(current.generation.to_string()))?;
+        let stored: Option<SnapshotMeta> = db
+            .get(META)
+            .map_err(io::Error::other)?
+            .map(|bytes| codec::decode(&bytes))
+            .transpose()?;
+        if stored.map(|m| m.last_log_id) != Some(current.meta.last_log_id) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "snapshot directory {} does not hold the snapshot the store names",
+                    current.generation
+                ),
+            ));
+        }
         let mut data = Vec::new();
-        for (expected, item) in self.tree.scan_prefix(DATA_PREFIX).enumerate() {
+        for (expected, item) in db.scan_prefix(DATA_PREFIX).enumerate() {
             let (key, chunk) = item.map_err(io::Error::other)?;
             if key.as_ref() != chunk_key(expected as u64).as_slice() {
                 return Err(io::Error::new(
@@ -188,8 +293,16 @@ impl SnapshotStore {
             }
             data.extend_from_slice(&chunk);
         }
-        Ok(Some((meta, data)))
+        Ok(Some((current.meta, data)))
     }
+}
+
+fn read_current(names: &sled::Tree) -> io::Result<Option<Current>> {
+    names
+        .get(CURRENT)
+        .map_err(io::Error::other)?
+        .map(|bytes| codec::decode(&bytes))
+        .transpose()
 }
 
 #[cfg(test)]
@@ -220,5 +333,50 @@ mod tests {
         // An older snapshot never replaces a newer one.
         assert!(!store.snapshots.save(&meta(15), &large).await.unwrap());
         assert_eq!(store.snapshots.load().unwrap().unwrap().1, b"small");
+        assert_eq!(snapshot_dirs(dir.path()).len(), 1, "replaced snapshots are deleted");
+    }
+
+    fn snapshot_dirs(data_dir: &Path) -> Vec<String> {
+        fs::read_dir(data_dir.join(SNAPSHOTS_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_reopened_store_loads_the_current_snapshot_and_deletes_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::storage::open(dir.path()).unwrap();
+        assert!(store.snapshots.save(&meta(10), b"ten").await.unwrap());
+        // A snapshot staged but never named current, as a crash before the switch
+        // leaves it.
+        let orphan = store
+            .snapshots
+            .stage(|w| {
+                io::Write::write_all(w, b"eleven")?;
+                Ok(meta(11))
+            })
+            .unwrap();
+        assert_eq!(snapshot_dirs(dir.path()).len(), 2);
+        drop(orphan);
+        let crate::storage::Store {
+            log,
+            snapshots,
+            flusher,
+        } = store;
+        drop((log, snapshots));
+        flusher
+            .finished(std::time::Duration::from_secs(10))
+            .await
+            .expect("the flusher stops with its stores")
+            .unwrap();
+
+        let store = crate::storage::open(dir.path()).unwrap();
+        let (stored, data) = store.snapshots.load().unwrap().unwrap();
+        assert_eq!(stored.last_log_id, meta(10).last_log_id);
+        assert_eq!(data, b"ten");
+        assert_eq!(snapshot_dirs(dir.path()).len(), 1, "the orphan is gone");
+        assert!(store.snapshots.save(&meta(12), b"twelve").await.unwrap());
+        assert_eq!(store.snapshots.load().unwrap().unwrap().1, b"twelve");
     }
 }
