@@ -19,9 +19,14 @@ use crate::state::{self, Outcome};
 fn connection_answer(outcome: Outcome) -> Result<Response<Connection>, Status> {
     match outcome {
         Outcome::Connection {
+            session_id,
             connection: c,
             media_node_id,
-        } => Ok(Response::new(connection(&c, media_node_id.as_deref()))),
+        } => Ok(Response::new(connection(
+            &c,
+            &session_id,
+            media_node_id.as_deref(),
+        ))),
         other => Err(unexpected(other).into()),
     }
 }
@@ -61,6 +66,7 @@ impl ConnectionService for ClientApi {
         })?;
         Ok(Response::new(connection(
             c,
+            &session.id,
             session.media_node_id.as_deref(),
         )))
     }
@@ -85,7 +91,7 @@ impl ConnectionService for ClientApi {
             session
                 .connections
                 .range::<String, _>((start, Bound::Unbounded))
-                .map(|(_, c)| connection(c, node)),
+                .map(|(_, c)| connection(c, &session.id, node)),
             req.page_size,
             |c| c.id.clone(),
         );

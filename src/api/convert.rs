@@ -3,11 +3,16 @@
 use super::pb;
 use crate::state::{Connection, License, MediaNode, Session};
 
-/// A connection as the API shows it: with the node serving its session.
-pub(super) fn connection(c: &Connection, media_node_id: Option<&str>) -> pb::Connection {
+/// A connection of session `session_id` as the API shows it: with the node serving the
+/// session.
+pub(super) fn connection(
+    c: &Connection,
+    session_id: &str,
+    media_node_id: Option<&str>,
+) -> pb::Connection {
     pb::Connection {
         id: c.id.clone(),
-        session_id: c.session_id.clone(),
+        session_id: session_id.to_owned(),
         r#type: c.connection_type.to_string(),
         role: c.role.to_string(),
         status: c.status.to_string(),
@@ -36,7 +41,7 @@ impl From<&Session> for pb::Session {
             connections: s
                 .connections
                 .values()
-                .map(|c| connection(c, node))
+                .map(|c| connection(c, &s.id, node))
                 .collect(),
             displaced_reason: s.displaced.map(|r| r.to_string()).unwrap_or_default(),
         }

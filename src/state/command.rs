@@ -230,6 +230,8 @@ pub enum Outcome {
     },
     /// The connection after it was created or joined.
     Connection {
+        /// Its session.
+        session_id: String,
         /// The connection.
         connection: Connection,
         /// The node serving its session; `None` while the session waits for placement.

@@ -72,13 +72,14 @@ wire_names!(ConnectionStatus, field = "status", { Pending => "PENDING", Active =
 /// Invariants (checked by `State::assert_invariants`):
 /// - `active_at` is set exactly when `status` is ACTIVE;
 /// - `token` is unique across the cluster and indexed to this connection;
-/// - `session_id` is the session that holds it, and that session is placed if ACTIVE.
+/// - the session that holds it is placed if it is ACTIVE.
+///
+/// It does not repeat its session's id: the session holds it (a million connections
+/// would carry a million copies).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Connection {
     /// `con_…`, unique within its session.
     pub id: String,
-    /// The session it belongs to.
-    pub session_id: String,
     /// WEBRTC or IPCAM.
     pub connection_type: ConnectionType,
     /// What the participant may do.
@@ -154,7 +155,6 @@ impl State {
 
         let connection = Connection {
             id: new.connection_id.clone(),
-            session_id: new.session_id.clone(),
             connection_type: new.connection_type,
             role: new.role,
             status: ConnectionStatus::Pending,
@@ -178,6 +178,7 @@ impl State {
             .connections
             .insert(connection.id.clone(), connection.clone());
         Ok(Outcome::Connection {
+            session_id: new.session_id.clone(),
             connection,
             media_node_id: session.media_node_id.clone(),
         })
@@ -248,6 +249,7 @@ impl State {
             connection.client_data = data.to_owned();
         }
         Ok(Outcome::Connection {
+            session_id: owner.session_id.clone(),
             connection: connection.clone(),
             media_node_id,
         })
@@ -313,6 +315,7 @@ mod tests {
             Outcome::Connection {
                 connection,
                 media_node_id,
+                ..
             } => (connection, media_node_id),
             other => panic!("not a connection: {other:?}"),
         }
@@ -322,9 +325,13 @@ mod tests {
     fn a_new_connection_is_pending_and_its_token_is_indexed() {
         let mut h = Harness::new();
         h.ok(create_session("room"));
-        let (connection, node) = connection_of(h.ok(create_connection("room", 1, None)));
+        let outcome = h.ok(create_connection("room", 1, None));
+        assert!(
+            matches!(&outcome, Outcome::Connection { session_id, .. } if session_id == "room"),
+            "{outcome:?}"
+        );
+        let (connection, node) = connection_of(outcome);
         assert_eq!(connection.id, "con_1");
-        assert_eq!(connection.session_id, "room");
         assert_eq!(connection.status, ConnectionStatus::Pending);
         assert_eq!(
             connection.role,

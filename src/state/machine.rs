@@ -326,10 +326,6 @@ impl State {
                     connection_id, &connection.id,
                     "connection stored under another id"
                 );
-                assert_eq!(
-                    &connection.session_id, id,
-                    "connection '{connection_id}' in a foreign session"
-                );
                 let active = connection.status == ConnectionStatus::Active;
                 assert_eq!(
                     active,

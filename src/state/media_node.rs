@@ -669,6 +669,7 @@ mod tests {
         let Outcome::Connection {
             connection,
             media_node_id,
+            ..
         } = h.ok(join(&fresh))
         else {
             panic!()
