@@ -21,7 +21,7 @@
 
 use std::fmt::Write as _;
 use std::hint::black_box;
-use std::io::{self, Cursor};
+use std::io;
 use std::time::{Duration, Instant};
 
 use chorus::client::new_request_id;
@@ -31,7 +31,7 @@ use chorus::state::{
     MediaNodeStatus, Millis, NewConnection, NewSession, Op, Outcome, RecordingMode, Response, Role,
     State, TOKEN_PREFIX, VideoCodec,
 };
-use chorus::storage::{self, codec};
+use chorus::storage::{self, SnapshotData, codec};
 use criterion::measurement::WallTime;
 use criterion::{
     BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group,
@@ -715,7 +715,9 @@ fn bench_snapshot(c: &mut Criterion) {
         .block_on(machine.get_current_snapshot())
         .expect("load")
         .expect("a snapshot is stored");
-    let bytes = snapshot.snapshot.get_ref().len();
+    let meta = snapshot.meta;
+    let data = snapshot.snapshot.into_bytes().expect("read the snapshot");
+    let bytes = data.len();
     eprintln!(
         "snapshot size: {bytes} bytes, process rss {} MiB with it loaded",
         rss_mib()
@@ -759,9 +761,9 @@ fn bench_snapshot(c: &mut Criterion) {
                 for _ in 0..iters {
                     // Untimed: a newer log id, or the store would keep the snapshot it
                     // holds, and a copy of the data to hand over.
-                    let mut meta = snapshot.meta.clone();
+                    let mut meta = meta.clone();
                     meta.last_log_id = Some(log_id(log.next_index()));
-                    let data = Cursor::new(snapshot.snapshot.get_ref().clone());
+                    let data = SnapshotData::Bytes(data.clone());
                     let started = Instant::now();
                     machine
                         .install_snapshot(&meta, data)

@@ -160,7 +160,12 @@ impl Master {
         span: tracing::Span,
     ) -> Result<Master, StartError> {
         let id = config.id;
+        let opening = std::time::Instant::now();
         let store = crate::storage::open(&config.data_dir)?;
+        tracing::info!(
+            elapsed_ms = opening.elapsed().as_millis() as u64,
+            "storage opened"
+        );
         let pristine = store.log.is_pristine()?;
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();

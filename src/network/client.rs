@@ -164,7 +164,7 @@ impl PeerConnection {
 }
 
 impl RaftNetworkV2<C> for PeerConnection {
-    type SnapshotData = std::io::Cursor<Vec<u8>>;
+    type SnapshotData = crate::storage::SnapshotData;
 
     async fn append_entries(
         &mut self,
@@ -211,7 +211,7 @@ impl RaftNetworkV2<C> for PeerConnection {
     ) -> Result<SnapshotResponse<C>, StreamingError<C>> {
         let deadline = option.hard_ttl();
         let header = codec::encode(&(vote, &snapshot.meta)).map_err(codec_error)?;
-        let data = snapshot.snapshot.into_inner();
+        let data = snapshot.snapshot.into_bytes().map_err(codec_error)?;
         let bytes = data.len();
         let chunks: Vec<pb::SnapshotChunk> = std::iter::once(snapshot_chunk::Kind::Header(header))
             .chain(

@@ -194,7 +194,7 @@ impl Peer for PeerServer {
         );
         let snapshot = Snapshot {
             meta,
-            snapshot: std::io::Cursor::new(data),
+            snapshot: crate::storage::SnapshotData::Bytes(data),
         };
         let resp = raft
             .install_full_snapshot(vote, snapshot)

@@ -9,7 +9,7 @@
 //!   it only moves forward, except when a snapshot replaces the state wholesale.
 //! - A snapshot reported by `get_current_snapshot` is durable.
 
-use std::io::{self, Cursor};
+use std::io;
 use std::sync::{Arc, RwLock};
 
 use futures::{Stream, TryStreamExt};
@@ -18,7 +18,7 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 
 use super::types::{LogId, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::state::{Outcome, State};
-use crate::storage::{SnapshotStore, codec};
+use crate::storage::{SnapshotData, SnapshotStore, codec};
 
 /// The applied state as the rest of the master reads it.
 #[derive(Debug, Default)]
@@ -41,18 +41,23 @@ pub struct StateMachineStore {
 }
 
 /// A snapshot as openraft moves it: the postcard encoding of [`State`].
-pub type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, Cursor<Vec<u8>>>;
+pub type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotData>;
 
 impl StateMachineStore {
     /// Rebuilds the in-memory state from the latest durable snapshot, if any.
     pub fn open(snapshots: SnapshotStore) -> io::Result<Self> {
         let mut applied = Applied::default();
+        let started = std::time::Instant::now();
         if let Some((meta, data)) = snapshots.load()? {
+            let loaded = started.elapsed();
             applied.state = crate::storage::codec::decode(&data)?;
             applied.last_applied = meta.last_log_id;
             applied.membership = meta.last_membership;
             tracing::info!(
                 index = applied.last_applied.map(|id| id.index),
+                bytes = data.len(),
+                load_ms = loaded.as_millis() as u64,
+                decode_ms = (started.elapsed() - loaded).as_millis() as u64,
                 "state restored from snapshot"
             );
         }
@@ -83,7 +88,7 @@ fn write(applied: &SharedApplied) -> std::sync::RwLockWriteGuard<'_, Applied> {
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
-    type SnapshotData = Cursor<Vec<u8>>;
+    type SnapshotData = SnapshotData;
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
@@ -129,7 +134,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta,
         snapshot: Self::SnapshotData,
     ) -> Result<(), io::Error> {
-        let data = snapshot.into_inner();
+        let data = snapshot.into_bytes()?;
         let state: State = crate::storage::codec::decode(&data)?;
         // Stored unless an equal or newer snapshot already is; the state follows the
         // leader's snapshot either way.
@@ -147,10 +152,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        Ok(self.snapshots.load()?.map(|(meta, data)| Snapshot {
-            meta,
-            snapshot: Cursor::new(data),
-        }))
+        Ok(self
+            .snapshots
+            .current()?
+            .map(|(meta, snapshot)| Snapshot { meta, snapshot }))
     }
 }
 
@@ -161,7 +166,7 @@ pub struct SnapshotBuilder {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    type SnapshotData = Cursor<Vec<u8>>;
+    type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let started = std::time::Instant::now();
@@ -177,7 +182,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 last_membership: applied.membership.clone(),
             })
         })?;
-        let (meta, bytes) = (staged.meta().clone(), staged.bytes());
+        let (meta, bytes, generation) = (staged.meta().clone(), staged.bytes(), staged.generation());
         if !self.snapshots.save_staged(staged).await? {
             tracing::info!(
                 index = meta.last_log_id.map(|id| id.index),
@@ -190,12 +195,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "snapshot built"
         );
-        // openraft takes only the meta of a snapshot it had built, and reads the data
-        // back through `get_current_snapshot` when it sends it: returning the data too
-        // would keep a second copy of the whole state in memory for nothing.
+        // The data stays on disk until the snapshot is sent: holding it would keep a
+        // second copy of the whole state in memory for nothing.
         Ok(Snapshot {
             meta,
-            snapshot: Cursor::new(Vec::new()),
+            snapshot: self.snapshots.stored(generation),
         })
     }
 }

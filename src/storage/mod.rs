@@ -14,7 +14,7 @@ use std::path::Path;
 
 pub use durable::{Flusher, FlusherThread};
 pub use log_store::{LogReader, LogStore};
-pub use snapshot_store::{ChunkWriter, SnapshotStore, Staged};
+pub use snapshot_store::{ChunkWriter, SnapshotData, SnapshotStore, Staged};
 
 /// Everything a master keeps on disk.
 pub struct Store {
