@@ -116,7 +116,9 @@ fn return_large_blocks_to_the_os() {
     unsafe {
         const THRESHOLD: libc::c_int = 256 * 1024;
         if libc::mallopt(libc::M_MMAP_THRESHOLD, THRESHOLD) != 1 {
-            tracing::warn!("glibc refused M_MMAP_THRESHOLD; freed snapshot memory may stay resident");
+            tracing::warn!(
+                "glibc refused M_MMAP_THRESHOLD; freed snapshot memory may stay resident"
+            );
         }
     }
 }

@@ -182,7 +182,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 last_membership: applied.membership.clone(),
             })
         })?;
-        let (meta, bytes, generation) = (staged.meta().clone(), staged.bytes(), staged.generation());
+        let (meta, bytes, generation) =
+            (staged.meta().clone(), staged.bytes(), staged.generation());
         if !self.snapshots.save_staged(staged).await? {
             tracing::info!(
                 index = meta.last_log_id.map(|id| id.index),

@@ -400,7 +400,11 @@ mod tests {
         // An older snapshot never replaces a newer one.
         assert!(!store.snapshots.save(&meta(15), &large).await.unwrap());
         assert_eq!(store.snapshots.load().unwrap().unwrap().1, b"small");
-        assert_eq!(snapshot_dirs(dir.path()).len(), 1, "replaced snapshots are deleted");
+        assert_eq!(
+            snapshot_dirs(dir.path()).len(),
+            1,
+            "replaced snapshots are deleted"
+        );
     }
 
     #[tokio::test]
@@ -414,7 +418,9 @@ mod tests {
         assert_eq!(same.into_bytes().unwrap(), b"ten");
 
         assert!(store.snapshots.save(&meta(20), b"twenty").await.unwrap());
-        let err = data.into_bytes().expect_err("the data of a replaced snapshot");
+        let err = data
+            .into_bytes()
+            .expect_err("the data of a replaced snapshot");
         assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
     }
 
