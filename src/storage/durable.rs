@@ -19,9 +19,9 @@ use std::path::Path;
 use std::sync::mpsc;
 
 /// Snapshot data is stored in chunks of this size. Above a quarter of sled's 512 KiB
-/// segment, so each chunk goes to a blob file of its own rather than into sled's log
-/// and pages: with 64 KiB chunks sled kept the whole last snapshot in memory, and a
-/// master with 1M connections held 630 MiB more after building one (279 MiB now).
+/// segment, so sled writes each chunk to a blob file of its own rather than through its
+/// log; and above the 256 KiB from which a master has glibc map every allocation on its
+/// own, so a chunk's memory goes back to the OS once freed (see `cli::serve`).
 pub const CHUNK_BYTES: usize = 1024 * 1024;
 
 /// A completion to run once everything written before the request is on disk.

@@ -187,6 +187,16 @@ impl SnapshotStore {
     /// `data_dir`, deleting whatever snapshot directory is not the current one.
     pub fn open(db: &sled::Db, flusher: Flusher, data_dir: &Path) -> io::Result<Self> {
         let names = db.open_tree("snapshot").map_err(io::Error::other)?;
+        if names.contains_key(META).map_err(io::Error::other)? {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} holds its snapshot inside the main database, as Chorus did before \
+                     snapshots had a database of their own; this version cannot read it",
+                    data_dir.display()
+                ),
+            ));
+        }
         let dir = data_dir.join(SNAPSHOTS_DIR);
         fs::create_dir_all(&dir)?;
         File::open(data_dir)?.sync_all()?;
@@ -422,6 +432,26 @@ mod tests {
             .into_bytes()
             .expect_err("the data of a replaced snapshot");
         assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+    }
+
+    #[test]
+    fn a_data_dir_with_the_snapshot_inside_the_main_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let tree = db.open_tree("snapshot").unwrap();
+            tree.insert(META, codec::encode(&meta(10)).unwrap())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let Err(err) = crate::storage::open(dir.path()) else {
+            panic!("a data dir in the old layout opened");
+        };
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert!(
+            err.to_string().contains("inside the main database"),
+            "{err}"
+        );
     }
 
     fn snapshot_dirs(data_dir: &Path) -> Vec<String> {
