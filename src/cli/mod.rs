@@ -50,8 +50,14 @@ impl Cli {
     /// Runs the chosen subcommand to completion.
     pub async fn run(self) -> ExitCode {
         let called = match self.command {
-            Command::Serve(args) => serve(*args).await,
-            Command::Dev(args) => dev::run(args).await,
+            Command::Serve(args) => {
+                return_large_blocks_to_the_os();
+                serve(*args).await
+            }
+            Command::Dev(args) => {
+                return_large_blocks_to_the_os();
+                dev::run(args).await
+            }
             Command::Cluster(args) => args.run().await.map_err(Into::into),
             Command::Session(args) => args.run().await.map_err(Into::into),
             Command::Connection(args) => args.run().await.map_err(Into::into),
@@ -100,13 +106,12 @@ fn code_name(code: tonic::Code) -> &'static str {
 
 async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::resolve(&args)?;
-    return_large_blocks_to_the_os();
     crate::master::run(config, shutdown_signal()).await?;
     Ok(())
 }
 
 /// Makes glibc serve every allocation of 256 KiB or more with its own mapping, given back
-/// to the OS when freed. By default glibc raises that threshold to the size of the
+/// to the OS when freed; for a process that runs masters (`serve`, `dev`). By default glibc raises that threshold to the size of the
 /// largest block freed so far: after a master's first snapshot, its 1 MiB chunks came
 /// from the heap, and the heap kept their memory. At 1M connections that held 120 to
 /// 370 MiB per master after every snapshot (see BENCHMARKS.md, "Scale").
