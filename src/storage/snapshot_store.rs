@@ -78,8 +78,6 @@ impl Staged {
 pub struct ChunkWriter {
     chunks: Vec<Vec<u8>>,
     buffer: Vec<u8>,
-    /// Bytes in `chunks`.
-    bytes: u64,
 }
 
 impl ChunkWriter {
@@ -88,7 +86,6 @@ impl ChunkWriter {
         if self.buffer.is_empty() {
             return;
         }
-        self.bytes += self.buffer.len() as u64;
         let full = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK_BYTES));
         self.chunks.push(full);
     }
@@ -235,17 +232,27 @@ impl SnapshotStore {
         let mut writer = ChunkWriter {
             chunks: Vec::new(),
             buffer: Vec::with_capacity(CHUNK_BYTES),
-            bytes: 0,
         };
         let meta = encode(&mut writer)?;
         writer.cut();
+        // Each chunk is freed as soon as sled has its copy.
+        self.store(meta, writer.chunks)
+    }
+
+    /// Stores a snapshot of `meta` and `chunks` in a new directory, durably.
+    fn store<C: Into<sled::IVec> + AsRef<[u8]>>(
+        &self,
+        meta: SnapshotMeta,
+        chunks: impl IntoIterator<Item = C>,
+    ) -> io::Result<Staged> {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let dir = self.dir.join(generation.to_string());
+        let mut bytes = 0;
         let stored = (|| {
             remove_dir(&dir)?;
             let db = open_db(&dir)?;
-            // Each chunk is freed as soon as sled has its copy.
-            for (n, chunk) in writer.chunks.into_iter().enumerate() {
+            for (n, chunk) in chunks.into_iter().enumerate() {
+                bytes += chunk.as_ref().len() as u64;
                 db.insert(chunk_key(n as u64), chunk)
                     .map_err(io::Error::other)?;
             }
@@ -265,16 +272,14 @@ impl SnapshotStore {
         Ok(Staged {
             meta,
             generation,
-            bytes: writer.bytes,
+            bytes,
         })
     }
 
     /// Replaces the stored snapshot with `meta` and `data` (see [`SnapshotStore::save_staged`]).
     pub async fn save(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<bool> {
-        let staged = self.stage(|w| {
-            io::Write::write_all(w, data)?;
-            Ok(meta.clone())
-        })?;
+        // Straight from `data`: no chunk buffers beside sled's copies.
+        let staged = self.store(meta.clone(), data.chunks(CHUNK_BYTES))?;
         self.save_staged(staged).await
     }
 
