@@ -602,9 +602,9 @@ async fn a_client_steers_itself_to_the_leader_and_to_the_next_one() {
     let mut cluster = Cluster::start(3, Options::default());
     let leader = cluster.leader().await;
     let addresses: std::collections::BTreeMap<u64, String> = cluster
-        .running()
-        .into_iter()
-        .map(|id| (id, cluster.client(&[id]).endpoints()[0].clone()))
+        .masters
+        .iter()
+        .map(|(id, master)| (*id, master.client_addr.clone()))
         .collect();
     let address = |id: u64| addresses[&id].as_str();
     // The leader last, so the client starts at a follower and learns from the answers.
@@ -641,6 +641,30 @@ async fn a_client_steers_itself_to_the_leader_and_to_the_next_one() {
             .unwrap();
     }
     assert_eq!(client.preferred_endpoint(), address(next));
+
+    // The killed master comes back and leads again: the client, which failed there,
+    // still knows its id and follows the lead back to it.
+    cluster.restart(leader);
+    let admin = cluster.client(&[next]);
+    cluster
+        .eventually("the restarted master to take the lead", || {
+            let admin = admin.clone();
+            async move {
+                admin
+                    .transfer_leadership(pb::TransferLeadershipRequest { to: leader })
+                    .await
+                    .ok()
+                    .filter(|status| status.leader_id == leader)
+            }
+        })
+        .await;
+    for _ in 0..2 {
+        client
+            .create_session(pb::CreateSessionRequest::default())
+            .await
+            .unwrap();
+    }
+    assert_eq!(client.preferred_endpoint(), address(leader));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

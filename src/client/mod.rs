@@ -46,7 +46,7 @@ pub type Authed = InterceptedService<Channel, BearerToken>;
 
 /// An endpoint's master id before it answered.
 const UNKNOWN: u64 = 0;
-/// An endpoint's master id after an attempt there failed.
+/// An endpoint never heard from, after an attempt there failed.
 const FAILED: u64 = u64::MAX;
 
 /// The largest answer the client accepts (a long list page).
@@ -86,8 +86,10 @@ pub struct Client {
     channels: Arc<[Authed]>,
     /// Where calls start: the leader when known, else the master that answered last.
     preferred: Arc<AtomicUsize>,
-    /// Each endpoint's master id as its answers told, `UNKNOWN` before any answer, or
-    /// `FAILED` after an attempt there failed: never guessed as the leader's endpoint.
+    /// Each endpoint's master id as its answers told; before any answer `UNKNOWN`, or
+    /// `FAILED` once an attempt there failed, so it is not probed for the leader. A known
+    /// id is kept through failures: an address keeps its master, and a master that comes
+    /// back and leads is found again by its id.
     ids: Arc<[AtomicU64]>,
     /// Whether answers steer `preferred` to the leader.
     steer: bool,
@@ -213,7 +215,12 @@ impl Client {
                     return Ok(response.into_inner());
                 }
                 Err(status) if retryable(&status) => {
-                    self.ids[i].store(FAILED, Ordering::Relaxed);
+                    let _ = self.ids[i].compare_exchange(
+                        UNKNOWN,
+                        FAILED,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
                     status
                 }
                 Err(status) => return Err(status),
