@@ -112,6 +112,16 @@ impl Masters {
         self.processes.stop(id, signal)
     }
 
+    /// Sends `signal` to member `id` without waiting.
+    pub fn signal(&self, id: usize, signal: i32) {
+        self.processes.signal(id, signal)
+    }
+
+    /// Waits for member `id`, already signalled, to end.
+    pub fn reap(&mut self, id: usize) -> BenchResult {
+        self.processes.reap(id)
+    }
+
     /// Starts a stopped master again from its data dir.
     pub fn restart(&mut self, id: usize) -> BenchResult {
         if !self.processes.is_running(id) {

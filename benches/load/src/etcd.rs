@@ -114,10 +114,6 @@ impl Etcd {
         self.ids().into_iter().map(|id| self.endpoint(id)).collect()
     }
 
-    pub fn pid(&self, id: usize) -> Option<u32> {
-        self.processes.pid(id)
-    }
-
     pub fn running(&self) -> Vec<usize> {
         self.processes.running()
     }
@@ -127,8 +123,14 @@ impl Etcd {
     }
 
     /// Sends `signal` to member `id` and waits for it to end.
-    pub fn stop(&mut self, id: usize, signal: i32) -> BenchResult {
-        self.processes.stop(id, signal)
+    /// Sends `signal` to member `id` without waiting.
+    pub fn signal(&self, id: usize, signal: i32) {
+        self.processes.signal(id, signal)
+    }
+
+    /// Waits for member `id`, already signalled, to end.
+    pub fn reap(&mut self, id: usize) -> BenchResult {
+        self.processes.reap(id)
     }
 
     pub fn restart(&mut self, id: usize) -> BenchResult {

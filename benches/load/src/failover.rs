@@ -89,9 +89,10 @@ pub trait System {
     /// (under the steady load, too); returns the leader.
     fn converged(&self) -> impl Future<Output = BenchResult<usize>>;
     fn running(&self) -> Vec<usize>;
-    fn pid(&self, id: usize) -> Option<u32>;
+    /// Sends `signal` to member `id` without waiting.
+    fn signal(&self, id: usize, signal: i32);
     /// Waits for a signalled member to end.
-    fn reap(&mut self, id: usize, signal: i32) -> BenchResult;
+    fn reap(&mut self, id: usize) -> BenchResult;
     fn restart(&mut self, id: usize) -> BenchResult;
     /// Writes through member `id` alone until a write succeeds; resolves to when.
     fn probe(&self, id: usize) -> impl Future<Output = Instant> + Send + 'static;
@@ -104,11 +105,11 @@ impl System for Masters {
     fn running(&self) -> Vec<usize> {
         Masters::running(self)
     }
-    fn pid(&self, id: usize) -> Option<u32> {
-        Masters::pid(self, id)
+    fn signal(&self, id: usize, signal: i32) {
+        Masters::signal(self, id, signal)
     }
-    fn reap(&mut self, id: usize, signal: i32) -> BenchResult {
-        self.stop(id, signal)
+    fn reap(&mut self, id: usize) -> BenchResult {
+        Masters::reap(self, id)
     }
     fn restart(&mut self, id: usize) -> BenchResult {
         Masters::restart(self, id)
@@ -119,14 +120,14 @@ impl System for Masters {
             let Ok(client) = client else {
                 return std::future::pending().await;
             };
-            first_success(move || {
-                let client = client.clone();
-                async move {
-                    let request = pb::CreateSessionRequest::default();
-                    client.create_session(request).await.is_ok()
+            // One write at a time is enough: a survivor holds a write until there is a
+            // leader to take it, and the client retries a refusal every `backoff`.
+            loop {
+                let request = pb::CreateSessionRequest::default();
+                if client.create_session(request).await.is_ok() {
+                    return Instant::now();
                 }
-            })
-            .await
+            }
         }
     }
 }
@@ -138,11 +139,11 @@ impl System for Etcd {
     fn running(&self) -> Vec<usize> {
         Etcd::running(self)
     }
-    fn pid(&self, id: usize) -> Option<u32> {
-        Etcd::pid(self, id)
+    fn signal(&self, id: usize, signal: i32) {
+        Etcd::signal(self, id, signal)
     }
-    fn reap(&mut self, id: usize, signal: i32) -> BenchResult {
-        self.stop(id, signal)
+    fn reap(&mut self, id: usize) -> BenchResult {
+        Etcd::reap(self, id)
     }
     fn restart(&mut self, id: usize) -> BenchResult {
         Etcd::restart(self, id)
@@ -175,10 +176,10 @@ impl System for Etcd {
 }
 
 /// Starts a write every `PROBE_INTERVAL`, without waiting for the earlier ones, and
-/// resolves to the moment the first succeeds. A write sent while there is no leader
-/// may hang until its timeout (etcd drops proposals it cannot forward), so waiting for
-/// each write before sending the next would measure the client's timeout, not the
-/// cluster's recovery.
+/// resolves to the moment the first succeeds: for etcd, which drops proposals it cannot
+/// forward, so a write sent while there is no leader hangs until its timeout, and
+/// waiting for each write before sending the next would measure the client's timeout,
+/// not the cluster's recovery.
 async fn first_success<F, Fut>(write: F) -> Instant
 where
     F: Fn() -> Fut,
@@ -207,10 +208,8 @@ pub async fn rounds<S: System>(
     let mut times = Vec::new();
     for round in 1..=rounds {
         let leader = system.converged().await?;
-        let pid = system.pid(leader).ok_or("the leader is not running")?;
         let stopped = Instant::now();
-        // SAFETY: kill(2) on the pid of a child not yet reaped.
-        unsafe { libc::kill(pid as i32, signal.number()) };
+        system.signal(leader, signal.number());
         let probes: Vec<_> = system
             .running()
             .into_iter()
@@ -228,7 +227,7 @@ pub async fn rounds<S: System>(
             took.as_secs_f64() * 1000.0
         );
         times.push(took);
-        system.reap(leader, signal.number())?;
+        system.reap(leader)?;
         system.restart(leader)?;
     }
     system.converged().await?;

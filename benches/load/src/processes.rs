@@ -81,6 +81,11 @@ impl Processes {
     /// Sends `signal` to member `id` and waits for it to end.
     pub fn stop(&mut self, id: usize, signal: i32) -> BenchResult {
         self.signal(id, signal);
+        self.reap(id)
+    }
+
+    /// Waits for member `id`, already signalled, to end.
+    pub fn reap(&mut self, id: usize) -> BenchResult {
         if let Some(mut child) = self.children.remove(&id) {
             child.wait()?;
         }
