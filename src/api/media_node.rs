@@ -27,7 +27,7 @@ impl ClientApi {
 
 /// The sessions `node_id` serves, by id.
 fn sessions_on(state: &State, node_id: &str) -> Vec<String> {
-    state.sessions_on(node_id).map(|s| s.id.clone()).collect()
+    state.session_ids_on(node_id).cloned().collect()
 }
 
 #[tonic::async_trait]

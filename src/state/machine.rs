@@ -237,20 +237,10 @@ impl State {
         self.media_nodes.values()
     }
 
-    /// The sessions placed on a media node (a node's derived `sessions`), by id.
-    pub fn sessions_on<'a>(
-        &'a self,
-        media_node_id: &'a str,
-    ) -> impl Iterator<Item = &'a Session> + 'a {
-        self.placements
-            .get(media_node_id)
-            .into_iter()
-            .flatten()
-            .map(|session_id| {
-                self.sessions
-                    .get(session_id)
-                    .unwrap_or_else(|| panic!("bug: placed session '{session_id}' not stored"))
-            })
+    /// The ids of the sessions placed on a media node (a node's derived `sessions`), in
+    /// order.
+    pub fn session_ids_on(&self, media_node_id: &str) -> impl Iterator<Item = &String> {
+        self.placements.get(media_node_id).into_iter().flatten()
     }
 
     /// How many sessions media node `media_node_id` hosts.

@@ -706,7 +706,7 @@ mod tests {
         h.ok(seen("n1"));
         assert_eq!(h.node_status("n1"), Running);
         assert_eq!(
-            h.state.sessions_on("n1").count(),
+            h.state.session_ids_on("n1").count(),
             0,
             "its sessions do not return by themselves"
         );

@@ -357,7 +357,7 @@ mod tests {
             panic!()
         };
         assert_eq!(session.media_node_id.as_deref(), Some("ghost"));
-        assert_eq!(h.state.sessions_on("ghost").count(), 1);
+        assert_eq!(h.state.session_ids_on("ghost").count(), 1);
     }
 
     #[test]
