@@ -117,15 +117,10 @@ impl Processes {
     /// An error naming a member whose process ended by itself (a failed bind, a
     /// panic, a bad flag), with the logs, so a wait that cannot succeed fails at once.
     pub fn check_alive(&self) -> BenchResult {
-        let ended = self.children.iter().find(|(_, child)| {
-            // Ended but not yet reaped: a zombie, state `Z` after the command name.
-            let stat =
-                std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
-            let state = stat
-                .rfind(')')
-                .and_then(|i| stat[i + 1..].split_whitespace().next());
-            state.is_none_or(|state| state == "Z")
-        });
+        let ended = self
+            .children
+            .iter()
+            .find(|(_, child)| crate::procfs::has_ended(child.id()));
         match ended {
             Some((id, _)) => Err(format!("member {id} exited\n{}", self.logs()).into()),
             None => Ok(()),

@@ -29,12 +29,25 @@ impl Usage {
     }
 }
 
-/// utime + stime from `/proc/<pid>/stat`. The command name (field 2) may hold spaces
-/// and parentheses, so fields are counted from its closing parenthesis.
+/// Whether `pid` has ended: gone, or a zombie not yet reaped (state `Z`).
+pub fn has_ended(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    after_name(&stat)
+        .and_then(|fields| fields.first().copied())
+        .is_none_or(|state| state == "Z")
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name, from field 3 (the state)
+/// on. The name (field 2) may hold spaces and parentheses, so they are counted from its
+/// closing parenthesis.
+fn after_name(stat: &str) -> Option<Vec<&str>> {
+    Some(stat[stat.rfind(')')? + 1..].split_whitespace().collect())
+}
+
+/// utime + stime from `/proc/<pid>/stat`.
 fn cpu_time(stat: &str) -> Option<Duration> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the name come field 3 (state) onwards: utime is field 14, stime field 15.
+    let fields = after_name(stat)?;
+    // utime is field 14, stime field 15.
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     // SAFETY: sysconf has no preconditions.
@@ -74,6 +87,19 @@ mod tests {
         assert_eq!(status_kib(status, "VmRSS:"), Some(1024));
         assert_eq!(status_kib(status, "VmHWM:"), Some(2048));
         assert_eq!(status_kib(status, "VmSwap:"), None);
+    }
+
+    #[test]
+    fn a_child_that_exited_unreaped_has_ended_and_a_live_process_has_not() {
+        assert!(!has_ended(std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        // Until `wait`, the exited child stays a zombie, which is what this detects.
+        while !has_ended(child.id()) {
+            assert!(std::time::Instant::now() < deadline, "`true` never ended");
+            std::thread::yield_now();
+        }
+        assert!(child.try_wait().unwrap().is_some());
     }
 
     #[test]
