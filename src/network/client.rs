@@ -1,17 +1,19 @@
 //! The sending side of the peer port: openraft's network over tonic channels.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::{Stream, StreamExt};
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::errors::{
     NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
 };
 use openraft::network::{RPCOption, RPCTypes, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
-    TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendError,
+    StreamAppendResult, TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{BasicNode, OptionalSend, RaftNetworkFactory};
 use tonic::codegen::InterceptedService;
@@ -163,21 +165,162 @@ impl PeerConnection {
     }
 }
 
+/// The results of one append stream, as openraft takes them.
+type AppendResults<'s> = BoxStream<'s, Result<StreamAppendResult<C>, RPCError<C>>>;
+
+/// The requests of one append stream that still await their results, by the time each
+/// left, oldest first.
+#[derive(Default)]
+struct Inflight {
+    sent: Mutex<VecDeque<tokio::time::Instant>>,
+    /// Why the requests stopped early: one could not be encoded.
+    broken: Mutex<Option<std::io::Error>>,
+}
+
+/// A result took longer than the stream's deadline.
+struct Overdue;
+
+impl Inflight {
+    fn sent(&self) {
+        self.sent
+            .lock()
+            .expect("inflight poisoned")
+            .push_back(tokio::time::Instant::now());
+    }
+
+    fn break_off(&self, e: std::io::Error) {
+        *self.broken.lock().expect("inflight poisoned") = Some(e);
+    }
+
+    fn broken(&self) -> Option<std::io::Error> {
+        self.broken.lock().expect("inflight poisoned").take()
+    }
+
+    fn oldest(&self) -> Option<tokio::time::Instant> {
+        self.sent
+            .lock()
+            .expect("inflight poisoned")
+            .front()
+            .copied()
+    }
+
+    /// The next response, unless the oldest request has waited `ttl` for it. With nothing
+    /// in flight it waits indefinitely, looking again every `ttl` (a request may leave
+    /// meanwhile).
+    async fn next(
+        &self,
+        responses: &mut tonic::Streaming<pb::Payload>,
+        ttl: Duration,
+    ) -> Result<Option<Result<pb::Payload, tonic::Status>>, Overdue> {
+        loop {
+            let deadline = self.oldest().unwrap_or_else(tokio::time::Instant::now) + ttl;
+            tokio::select! {
+                response = responses.next() => {
+                    self.sent.lock().expect("inflight poisoned").pop_front();
+                    return Ok(response);
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    if self.oldest().is_some_and(|sent| sent.elapsed() >= ttl) {
+                        return Err(Overdue);
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl RaftNetworkV2<C> for PeerConnection {
     type SnapshotData = crate::storage::SnapshotData;
 
+    /// One request as a stream of one (openraft itself only ever streams).
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
-        self.unary(
-            RPCTypes::AppendEntries,
-            &rpc,
-            &option,
-            |mut c, r| async move { c.append_entries(r).await },
-        )
-        .await
+        let last = rpc
+            .entries
+            .last()
+            .map(|entry| entry.log_id)
+            .or(rpc.prev_log_id);
+        let mut results = self
+            .stream_append(futures::stream::iter([rpc]), option)
+            .await?;
+        match results.next().await {
+            Some(Ok(Ok(matching))) if matching == last => Ok(AppendEntriesResponse::Success),
+            Some(Ok(Ok(matching))) => Ok(AppendEntriesResponse::PartialSuccess(matching)),
+            Some(Ok(Err(StreamAppendError::Conflict(_)))) => Ok(AppendEntriesResponse::Conflict),
+            Some(Ok(Err(StreamAppendError::HigherVote(vote)))) => {
+                Ok(AppendEntriesResponse::HigherVote(vote))
+            }
+            Some(Err(e)) => Err(e),
+            None => Err(RPCError::Network(NetworkError::from_string(
+                "the peer ended the append stream without an answer",
+            ))),
+        }
+    }
+
+    /// A gRPC stream that carries every request of the replication stream, pipelined: a
+    /// request goes out as soon as openraft makes it, without waiting for the results of
+    /// the ones before it. The results come back in order on the same stream. A result
+    /// that takes longer than `option.soft_ttl()` after its request left ends the stream
+    /// with a timeout; an idle stream (nothing awaiting a result) never times out.
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<'s, Result<AppendResults<'s>, RPCError<C>>>
+    where
+        S: Stream<Item = AppendEntriesRequest<C>> + OptionalSend + Unpin + 'static,
+    {
+        Box::pin(async move {
+            let ttl = option.soft_ttl();
+            let timeout = self.timeout(RPCTypes::AppendEntries, ttl);
+            let inflight = Arc::new(Inflight::default());
+            let requests = {
+                let inflight = inflight.clone();
+                input.scan((), move |(), request| {
+                    futures::future::ready(match codec::encode(&request) {
+                        Ok(data) => {
+                            inflight.sent();
+                            Some(pb::Payload { data })
+                        }
+                        Err(e) => {
+                            inflight.break_off(e);
+                            None
+                        }
+                    })
+                })
+            };
+            let mut client = self.client()?;
+            let responses = tokio::time::timeout(ttl, client.stream_append(requests))
+                .await
+                .map_err(|_| RPCError::Timeout(timeout.clone()))?
+                .map_err(status_error)?
+                .into_inner();
+            let results = futures::stream::unfold(Some(responses), move |responses| {
+                let inflight = inflight.clone();
+                let timeout = timeout.clone();
+                async move {
+                    let mut responses = responses?;
+                    let result = match inflight.next(&mut responses, ttl).await {
+                        Err(Overdue) => Err(RPCError::Timeout(timeout)),
+                        Ok(Some(Ok(payload))) => {
+                            codec::decode::<StreamAppendResult<C>>(&payload.data)
+                                .map_err(codec_error)
+                        }
+                        Ok(Some(Err(status))) => Err(status_error(status)),
+                        // The peer answered everything it was sent; a request that could not
+                        // be encoded is why the stream ended.
+                        Ok(None) => Err(codec_error(inflight.broken()?)),
+                    };
+                    // After an error or a refusal the peer ends the stream too.
+                    let go_on = matches!(result, Ok(Ok(_)));
+                    Some((result, go_on.then_some(responses)))
+                }
+            });
+            Ok(Box::pin(results) as AppendResults<'s>)
+        })
     }
 
     async fn vote(

@@ -5,8 +5,10 @@
 //! - [`PeerServer`] answers the peer RPCs on the receiving master.
 //!
 //! Raft messages travel as postcard-encoded openraft types inside protobuf `bytes`
-//! (see `proto/chorus/peer/v1/peer.proto`). Every call carries the cluster secret and a
-//! deadline derived from openraft's `RPCOption`.
+//! (see `proto/chorus/peer/v1/peer.proto`). Every call carries the cluster secret. A
+//! replication stream is one long-lived gRPC stream that pipelines its AppendEntries;
+//! the sender holds each result to openraft's `RPCOption` deadline. The other calls are
+//! unary, each with that deadline.
 
 mod client;
 mod server;

@@ -3,8 +3,9 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use openraft::async_runtime::WatchReceiver;
-use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
+use openraft::raft::{AppendEntriesRequest, StreamAppendError, TransferLeaderRequest, VoteRequest};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::pb::peer_server::Peer;
@@ -112,16 +113,45 @@ fn fatal(e: impl std::fmt::Display) -> Status {
 
 #[tonic::async_trait]
 impl Peer for PeerServer {
-    async fn append_entries(
+    type StreamAppendStream = BoxStream<'static, Result<pb::Payload, Status>>;
+
+    async fn stream_append(
         &self,
-        request: Request<pb::Payload>,
-    ) -> Result<Response<pb::Payload>, Status> {
-        let req: AppendEntriesRequest<C> = decode(request.get_ref())?;
-        let resp = self.raft()?.append_entries(req).await.map_err(fatal)?;
-        if !matches!(resp, openraft::raft::AppendEntriesResponse::HigherVote(_)) {
-            self.leader_contact.touch();
-        }
-        reply(&resp)
+        request: Request<Streaming<pb::Payload>>,
+    ) -> Result<Response<Self::StreamAppendStream>, Status> {
+        let raft = self.raft()?.clone();
+        // A request that fails to arrive or to decode ends the input; Raft still answers
+        // the ones before it, and then the stream ends with that failure.
+        let failure: Arc<Mutex<Option<Status>>> = Arc::default();
+        let requests = {
+            let failure = failure.clone();
+            request.into_inner().scan((), move |(), message| {
+                let request =
+                    message.and_then(|payload| decode::<AppendEntriesRequest<C>>(&payload));
+                futures::future::ready(match request {
+                    Ok(request) => Some(request),
+                    Err(status) => {
+                        *failure.lock().expect("stream failure poisoned") = Some(status);
+                        None
+                    }
+                })
+            })
+        };
+        let leader_contact = self.leader_contact.clone();
+        let results = raft.stream_append(requests).map(move |result| {
+            let result = result.map_err(fatal)?;
+            if !matches!(result, Err(StreamAppendError::HigherVote(_))) {
+                leader_contact.touch();
+            }
+            codec::encode(&result)
+                .map(|data| pb::Payload { data })
+                .map_err(|e| Status::internal(format!("cannot encode reply: {e}")))
+        });
+        let failed = futures::stream::once(async move {
+            failure.lock().expect("stream failure poisoned").take()
+        })
+        .filter_map(|failure| futures::future::ready(failure.map(Err)));
+        Ok(Response::new(Box::pin(results.chain(failed))))
     }
 
     async fn vote(&self, request: Request<pb::Payload>) -> Result<Response<pb::Payload>, Status> {

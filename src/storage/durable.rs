@@ -80,8 +80,12 @@ impl Flusher {
                     }
                 }
                 // Every writer is gone: make whatever they wrote without waiting (the
-                // committed mark, say) durable before reporting the store closed.
-                let _ = finished_tx.send(flush(&db, &db_file, &blob_dir, &mut blobs));
+                // committed mark, say) durable before reporting the store closed, and
+                // release sled first, so that the database can be opened again at once
+                // (sled locks its files until the last handle is dropped).
+                let result = flush(&db, &db_file, &blob_dir, &mut blobs);
+                drop(db);
+                let _ = finished_tx.send(result);
             })?;
         Ok((Flusher { tx }, FlusherThread { finished }))
     }
