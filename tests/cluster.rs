@@ -370,6 +370,42 @@ async fn both_ports_refuse_a_wrong_secret() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_append_is_refused_and_changes_nothing() {
+    use chorus::auth::BearerToken;
+    use chorus::network::pb::Payload;
+    use chorus::network::pb::peer_client::PeerClient;
+
+    let cluster = Cluster::start(3, Options::default());
+    let leader = cluster.leader().await;
+    let before = write_sessions(&cluster, "before", 3).await;
+    let (_, digest) = cluster.converged().await;
+    let follower = *cluster.masters.keys().find(|id| **id != leader).unwrap();
+
+    let peer =
+        tonic::transport::Channel::from_shared(format!("http://{}", cluster.peers[&follower]))
+            .unwrap()
+            .connect_lazy();
+    let mut client =
+        PeerClient::with_interceptor(peer, BearerToken::new(common::CLUSTER_SECRET).unwrap());
+    let garbage = Payload {
+        data: vec![0xff; 64],
+    };
+    let mut results = client
+        .stream_append(futures::stream::iter([garbage]))
+        .await
+        .unwrap()
+        .into_inner();
+    let err = results.message().await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert!(err.message().contains("undecodable Raft message"), "{err}");
+
+    let (_, now) = cluster.converged().await;
+    assert_eq!(now, digest, "the refusal changed the state");
+    let after = write_sessions(&cluster, "after", 3).await;
+    assert_converged_with(&cluster, cluster.running(), &[before, after].concat()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_cluster_killed_and_restarted_keeps_every_acknowledged_write() {
     // Snapshots every 20 entries, so the restart goes through snapshot, purge and log.
     let mut cluster = Cluster::start(

@@ -12,6 +12,8 @@
 
 mod client;
 mod server;
+#[cfg(test)]
+mod tests;
 
 pub use client::{PeerNetwork, forward, probe, read_index};
 pub use server::{LeaderContact, PeerServer};

@@ -1,0 +1,266 @@
+//! The sending side of the append stream against a scripted peer on loopback: a real
+//! tonic server whose `StreamAppend` hands every request it receives to the test and
+//! answers only what the test tells it to.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::StreamExt;
+use openraft::errors::RPCError;
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, StreamAppendError, StreamAppendResult,
+};
+use openraft::{BasicNode, EntryPayload};
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::pb::peer_server::{Peer, PeerServer};
+use super::pb::{self, SnapshotChunk};
+use super::{PeerNetwork, client::PeerConnection};
+use crate::auth::BearerCheck;
+use crate::raft::{Entry, TypeConfig, Vote};
+use crate::storage::codec;
+
+type C = TypeConfig;
+
+const SECRET: &str = "test-cluster-secret";
+/// Long enough that no result in these tests is overdue by accident.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A peer whose one append stream is driven by the test.
+struct Scripted {
+    /// Every request received, as it arrives.
+    received: mpsc::UnboundedSender<AppendEntriesRequest<C>>,
+    /// The results to answer with, in order; taken by the first stream.
+    answers: Mutex<Option<mpsc::UnboundedReceiver<StreamAppendResult<C>>>>,
+}
+
+fn unused<T>() -> Result<Response<T>, Status> {
+    Err(Status::unimplemented("not scripted"))
+}
+
+#[tonic::async_trait]
+impl Peer for Scripted {
+    type StreamAppendStream = futures::stream::BoxStream<'static, Result<pb::Payload, Status>>;
+
+    async fn stream_append(
+        &self,
+        request: Request<Streaming<pb::Payload>>,
+    ) -> Result<Response<Self::StreamAppendStream>, Status> {
+        let mut requests = request.into_inner();
+        let received = self.received.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(payload)) = requests.next().await {
+                let _ = received.send(codec::decode(&payload.data).unwrap());
+            }
+        });
+        let answers = self
+            .answers
+            .lock()
+            .unwrap()
+            .take()
+            .expect("one stream per test");
+        let answers = futures::stream::unfold(answers, |mut answers| async move {
+            let answer = answers.recv().await?;
+            let data = codec::encode(&answer).unwrap();
+            Some((Ok(pb::Payload { data }), answers))
+        });
+        Ok(Response::new(Box::pin(answers)))
+    }
+
+    async fn vote(&self, _: Request<pb::Payload>) -> Result<Response<pb::Payload>, Status> {
+        unused()
+    }
+
+    async fn pre_vote(&self, _: Request<pb::Payload>) -> Result<Response<pb::Payload>, Status> {
+        unused()
+    }
+
+    async fn install_snapshot(
+        &self,
+        _: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<pb::Payload>, Status> {
+        unused()
+    }
+
+    async fn transfer_leader(
+        &self,
+        _: Request<pb::Payload>,
+    ) -> Result<Response<pb::Payload>, Status> {
+        unused()
+    }
+
+    async fn probe(
+        &self,
+        _: Request<pb::ProbeRequest>,
+    ) -> Result<Response<pb::ProbeReply>, Status> {
+        unused()
+    }
+
+    async fn forward(&self, _: Request<pb::Payload>) -> Result<Response<pb::Payload>, Status> {
+        unused()
+    }
+
+    async fn read_index(&self, _: Request<pb::Payload>) -> Result<Response<pb::Payload>, Status> {
+        unused()
+    }
+}
+
+/// The scripted peer, and the connection of master 1 to it.
+struct Harness {
+    connection: PeerConnection,
+    received: mpsc::UnboundedReceiver<AppendEntriesRequest<C>>,
+    answer: mpsc::UnboundedSender<StreamAppendResult<C>>,
+}
+
+async fn harness() -> Harness {
+    let (received_tx, received) = mpsc::unbounded_channel();
+    let (answer, answers) = mpsc::unbounded_channel();
+    let peer = Scripted {
+        received: received_tx,
+        answers: Mutex::new(Some(answers)),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let check = BearerCheck::new(SECRET);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(PeerServer::with_interceptor(peer, check))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    let mut network = PeerNetwork::new(1, SECRET, 1 << 20).unwrap();
+    let connection = network.new_client(2, &BasicNode::new(addr)).await;
+    Harness {
+        connection,
+        received,
+        answer,
+    }
+}
+
+/// An append of `n` blank entries after index `prev`, in term 1.
+fn append(prev: u64, n: u64) -> AppendEntriesRequest<C> {
+    let log_id = |index| openraft::testing::log_id::<C>(1, 1, index);
+    AppendEntriesRequest {
+        vote: Vote::new_committed(1, 1),
+        prev_log_id: (prev > 0).then(|| log_id(prev)),
+        leader_commit: None,
+        entries: (prev + 1..=prev + n)
+            .map(|index| Entry {
+                log_id: log_id(index),
+                payload: EntryPayload::Blank,
+            })
+            .collect(),
+    }
+}
+
+fn matching(index: u64) -> StreamAppendResult<C> {
+    Ok(Some(openraft::testing::log_id::<C>(1, 1, index)))
+}
+
+#[tokio::test]
+async fn requests_leave_before_earlier_results_and_results_keep_their_order() {
+    let mut h = harness().await;
+    let (requests, input) = mpsc::unbounded_channel();
+    let input = futures::stream::unfold(input, |mut input| async move {
+        Some((input.recv().await?, input))
+    });
+    let mut results = h
+        .connection
+        .stream_append(Box::pin(input), RPCOption::new(PATIENCE))
+        .await
+        .unwrap();
+    for prev in [0, 2, 4] {
+        requests.send(append(prev, 2)).unwrap();
+    }
+    // All three reach the peer while none has a result: the stream does not wait.
+    for prev in [0, 2, 4] {
+        let received = tokio::time::timeout(PATIENCE, h.received.recv())
+            .await
+            .expect("a request waited for the results of the ones before it")
+            .unwrap();
+        assert_eq!(
+            received.prev_log_id.map(|id| id.index),
+            (prev > 0).then_some(prev)
+        );
+    }
+    for last in [2, 4, 6] {
+        h.answer.send(matching(last)).unwrap();
+    }
+    for last in [2, 4, 6] {
+        assert_eq!(results.next().await.unwrap().unwrap(), matching(last));
+    }
+}
+
+#[tokio::test]
+async fn a_result_overdue_ends_the_stream_with_a_timeout_but_an_idle_stream_waits() {
+    let option = RPCOption::new(Duration::from_millis(200));
+    let mut h = harness().await;
+    let (requests, input) = mpsc::unbounded_channel();
+    let input = futures::stream::unfold(input, |mut input| async move {
+        Some((input.recv().await?, input))
+    });
+    let mut results = h
+        .connection
+        .stream_append(Box::pin(input), option.clone())
+        .await
+        .unwrap();
+    // Nothing awaits a result: several deadlines pass without an error.
+    assert!(
+        tokio::time::timeout(option.soft_ttl() * 3, results.next())
+            .await
+            .is_err(),
+        "an idle stream ended"
+    );
+    requests.send(append(0, 1)).unwrap();
+    h.received.recv().await.unwrap();
+    h.answer.send(matching(1)).unwrap();
+    assert_eq!(results.next().await.unwrap().unwrap(), matching(1));
+    // The next request is never answered.
+    requests.send(append(1, 1)).unwrap();
+    let started = tokio::time::Instant::now();
+    match results.next().await {
+        Some(Err(RPCError::Timeout(_))) => {}
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() >= option.soft_ttl(),
+        "timed out {:?} after the request, before its deadline",
+        started.elapsed()
+    );
+    assert!(
+        results.next().await.is_none(),
+        "the stream ends after a timeout"
+    );
+}
+
+#[tokio::test]
+async fn a_single_append_reads_its_result_as_an_append_entries_response() {
+    let cases = [
+        (matching(3), AppendEntriesResponse::Success),
+        (
+            matching(1),
+            AppendEntriesResponse::PartialSuccess(matching(1).unwrap()),
+        ),
+        (
+            Err(StreamAppendError::Conflict(openraft::testing::log_id::<C>(
+                1, 1, 1,
+            ))),
+            AppendEntriesResponse::Conflict,
+        ),
+        (
+            Err(StreamAppendError::HigherVote(Vote::new(2, 3))),
+            AppendEntriesResponse::HigherVote(Vote::new(2, 3)),
+        ),
+    ];
+    for (answer, expected) in cases {
+        let mut h = harness().await;
+        h.answer.send(answer).unwrap();
+        let response = h
+            .connection
+            .append_entries(append(1, 2), RPCOption::new(PATIENCE))
+            .await
+            .unwrap();
+        assert_eq!(response, expected);
+    }
+}
