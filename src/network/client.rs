@@ -168,11 +168,21 @@ impl PeerConnection {
 /// The results of one append stream, as openraft takes them.
 type AppendResults<'s> = BoxStream<'s, Result<StreamAppendResult<C>, RPCError<C>>>;
 
+/// How many requests of one append stream may await their results at once. One: the next
+/// request leaves when the previous result is back, and carries every entry appended
+/// meanwhile. Measured with `chorus-bench create-session` (4 alternating rounds each), a
+/// deeper pipeline sent more, smaller appends: at 64 clients, 2 in flight or no bound
+/// cost 0.162 and 0.167 ms of CPU per write against 0.142 ms (9.2k and 9.1k writes/s
+/// against 10.3k), and with one client their p50 was no better (0.916 and 0.904 ms
+/// against 0.872 ms). What the stream saves over unary calls is HTTP/2 stream setup,
+/// headers and trailers per request.
+const IN_FLIGHT: usize = 1;
+
 /// The requests of one append stream that still await their results, by the time each
 /// left, oldest first.
-#[derive(Default)]
 struct Inflight {
     sent: Mutex<VecDeque<tokio::time::Instant>>,
+    room: tokio::sync::Semaphore,
     /// Why the requests stopped early: one could not be encoded.
     broken: Mutex<Option<std::io::Error>>,
 }
@@ -181,6 +191,21 @@ struct Inflight {
 struct Overdue;
 
 impl Inflight {
+    fn new(depth: usize) -> Self {
+        Inflight {
+            sent: Mutex::default(),
+            room: tokio::sync::Semaphore::new(depth),
+            broken: Mutex::default(),
+        }
+    }
+
+    /// Waits until fewer than the stream's depth await their results.
+    async fn room(&self) {
+        if let Ok(permit) = self.room.acquire().await {
+            permit.forget();
+        }
+    }
+
     fn sent(&self) {
         self.sent
             .lock()
@@ -216,7 +241,9 @@ impl Inflight {
             let deadline = self.oldest().unwrap_or_else(tokio::time::Instant::now) + ttl;
             tokio::select! {
                 response = responses.next() => {
-                    self.sent.lock().expect("inflight poisoned").pop_front();
+                    if self.sent.lock().expect("inflight poisoned").pop_front().is_some() {
+                        self.room.add_permits(1);
+                    }
                     return Ok(response);
                 }
                 () = tokio::time::sleep_until(deadline) => {
@@ -260,11 +287,11 @@ impl RaftNetworkV2<C> for PeerConnection {
         }
     }
 
-    /// A gRPC stream that carries every request of the replication stream, pipelined: a
-    /// request goes out as soon as openraft makes it, without waiting for the results of
-    /// the ones before it. The results come back in order on the same stream. A result
-    /// that takes longer than `option.soft_ttl()` after its request left ends the stream
-    /// with a timeout; an idle stream (nothing awaiting a result) never times out.
+    /// One gRPC stream carries every request of the replication stream, and their results
+    /// come back in order on it. A request leaves once [`IN_FLIGHT`] fewer await their
+    /// results. A result that takes longer than `option.soft_ttl()` after its request
+    /// left ends the stream with a timeout; an idle stream (nothing awaiting a result)
+    /// never times out.
     fn stream_append<'s, S>(
         &'s mut self,
         input: S,
@@ -276,22 +303,25 @@ impl RaftNetworkV2<C> for PeerConnection {
         Box::pin(async move {
             let ttl = option.soft_ttl();
             let timeout = self.timeout(RPCTypes::AppendEntries, ttl);
-            let inflight = Arc::new(Inflight::default());
-            let requests = {
-                let inflight = inflight.clone();
-                input.scan((), move |(), request| {
-                    futures::future::ready(match codec::encode(&request) {
+            let inflight = Arc::new(Inflight::new(IN_FLIGHT));
+            let requests = futures::stream::unfold(
+                (input, inflight.clone()),
+                |(mut input, inflight)| async move {
+                    // Pulling a request later lets openraft put more entries in it.
+                    inflight.room().await;
+                    let request = input.next().await?;
+                    match codec::encode(&request) {
                         Ok(data) => {
                             inflight.sent();
-                            Some(pb::Payload { data })
+                            Some((pb::Payload { data }, (input, inflight)))
                         }
                         Err(e) => {
                             inflight.break_off(e);
                             None
                         }
-                    })
-                })
-            };
+                    }
+                },
+            );
             let mut client = self.client()?;
             let responses = tokio::time::timeout(ttl, client.stream_append(requests))
                 .await

@@ -6,7 +6,7 @@
 //!
 //! Raft messages travel as postcard-encoded openraft types inside protobuf `bytes`
 //! (see `proto/chorus/peer/v1/peer.proto`). Every call carries the cluster secret. A
-//! replication stream is one long-lived gRPC stream that pipelines its AppendEntries;
+//! replication stream is one long-lived gRPC stream of AppendEntries and their results;
 //! the sender holds each result to openraft's `RPCOption` deadline. The other calls are
 //! unary, each with that deadline.
 

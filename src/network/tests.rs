@@ -159,7 +159,7 @@ fn matching(index: u64) -> StreamAppendResult<C> {
 }
 
 #[tokio::test]
-async fn requests_leave_before_earlier_results_and_results_keep_their_order() {
+async fn a_request_leaves_after_the_result_before_it_and_results_keep_their_order() {
     let mut h = harness().await;
     let (requests, input) = mpsc::unbounded_channel();
     let input = futures::stream::unfold(input, |mut input| async move {
@@ -173,21 +173,24 @@ async fn requests_leave_before_earlier_results_and_results_keep_their_order() {
     for prev in [0, 2, 4] {
         requests.send(append(prev, 2)).unwrap();
     }
-    // All three reach the peer while none has a result: the stream does not wait.
-    for prev in [0, 2, 4] {
+    for (prev, last) in [(0, 2), (2, 4), (4, 6)] {
         let received = tokio::time::timeout(PATIENCE, h.received.recv())
             .await
-            .expect("a request waited for the results of the ones before it")
+            .expect("a request did not leave")
             .unwrap();
         assert_eq!(
             received.prev_log_id.map(|id| id.index),
             (prev > 0).then_some(prev)
         );
-    }
-    for last in [2, 4, 6] {
+        // The next request, queued since the start, stays until this one has its result
+        // (one in flight: see `IN_FLIGHT`).
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), h.received.recv())
+                .await
+                .is_err(),
+            "a request left before the result of the one before it"
+        );
         h.answer.send(matching(last)).unwrap();
-    }
-    for last in [2, 4, 6] {
         assert_eq!(results.next().await.unwrap().unwrap(), matching(last));
     }
 }
