@@ -1,6 +1,6 @@
 //! The sending side of the peer port: openraft's network over tonic channels.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -91,6 +91,7 @@ impl RaftNetworkFactory<C> for PeerNetwork {
             id: self.id,
             target,
             client: self.client(&node.addr).map_err(|e| e.to_string()),
+            appends: None,
         }
     }
 }
@@ -101,6 +102,8 @@ pub struct PeerConnection {
     target: NodeId,
     /// An address that cannot even form a URI is remembered as the error it gave.
     client: Result<Client, String>,
+    /// The open append session, between two append streams.
+    appends: Option<AppendSession>,
 }
 
 fn unreachable(e: impl std::fmt::Display) -> Unreachable<C> {
@@ -168,91 +171,60 @@ impl PeerConnection {
 /// The results of one append stream, as openraft takes them.
 type AppendResults<'s> = BoxStream<'s, Result<StreamAppendResult<C>, RPCError<C>>>;
 
-/// How many requests of one append stream may await their results at once. One: the next
-/// request leaves when the previous result is back, and carries every entry appended
-/// meanwhile. Measured with `chorus-bench create-session` (4 alternating rounds each), a
-/// deeper pipeline sent more, smaller appends: at 64 clients, 2 in flight or no bound
-/// cost 0.162 and 0.167 ms of CPU per write against 0.142 ms (9.2k and 9.1k writes/s
-/// against 10.3k), and with one client their p50 was no better (0.916 and 0.904 ms
-/// against 0.872 ms). What the stream saves over unary calls is HTTP/2 stream setup,
-/// headers and trailers per request.
-const IN_FLIGHT: usize = 1;
-
-/// The requests of one append stream that still await their results, by the time each
-/// left, oldest first.
-struct Inflight {
-    sent: Mutex<VecDeque<tokio::time::Instant>>,
-    room: tokio::sync::Semaphore,
-    /// Why the requests stopped early: one could not be encoded.
-    broken: Mutex<Option<std::io::Error>>,
+/// An open `StreamAppend` call to the peer. openraft opens an append stream per
+/// replication session and per heartbeat; they all go over this one gRPC stream, one
+/// request at a time, so a heartbeat costs a message each way rather than an HTTP/2
+/// stream with its headers and trailers. It is dropped after any error or refusal, so a
+/// late result can never be taken for a later request's.
+///
+/// One request at a time: the next leaves when the previous result is back, and carries
+/// every entry appended meanwhile. Measured with `chorus-bench create-session` (4
+/// alternating rounds each), letting 2 or any number await their results sent more,
+/// smaller appends: at 64 clients they cost 0.162 and 0.167 ms of CPU per write against
+/// 0.142 ms (9.2k and 9.1k writes/s against 10.3k), and with one client their p50 was no
+/// better (0.916 and 0.904 ms against 0.872 ms).
+struct AppendSession {
+    requests: futures::channel::mpsc::UnboundedSender<pb::Payload>,
+    results: tonic::Streaming<pb::Payload>,
 }
 
-/// A result took longer than the stream's deadline.
-struct Overdue;
-
-impl Inflight {
-    fn new(depth: usize) -> Self {
-        Inflight {
-            sent: Mutex::default(),
-            room: tokio::sync::Semaphore::new(depth),
-            broken: Mutex::default(),
-        }
-    }
-
-    /// Waits until fewer than the stream's depth await their results.
-    async fn room(&self) {
-        if let Ok(permit) = self.room.acquire().await {
-            permit.forget();
-        }
-    }
-
-    fn sent(&self) {
-        self.sent
-            .lock()
-            .expect("inflight poisoned")
-            .push_back(tokio::time::Instant::now());
-    }
-
-    fn break_off(&self, e: std::io::Error) {
-        *self.broken.lock().expect("inflight poisoned") = Some(e);
-    }
-
-    fn broken(&self) -> Option<std::io::Error> {
-        self.broken.lock().expect("inflight poisoned").take()
-    }
-
-    fn oldest(&self) -> Option<tokio::time::Instant> {
-        self.sent
-            .lock()
-            .expect("inflight poisoned")
-            .front()
-            .copied()
-    }
-
-    /// The next response, unless the oldest request has waited `ttl` for it. With nothing
-    /// in flight it waits indefinitely, looking again every `ttl` (a request may leave
-    /// meanwhile).
-    async fn next(
-        &self,
-        responses: &mut tonic::Streaming<pb::Payload>,
+impl AppendSession {
+    /// Sends `request` and waits for its result, at most `ttl`.
+    async fn exchange(
+        &mut self,
+        request: &AppendEntriesRequest<C>,
         ttl: Duration,
-    ) -> Result<Option<Result<pb::Payload, tonic::Status>>, Overdue> {
-        loop {
-            let deadline = self.oldest().unwrap_or_else(tokio::time::Instant::now) + ttl;
-            tokio::select! {
-                response = responses.next() => {
-                    if self.sent.lock().expect("inflight poisoned").pop_front().is_some() {
-                        self.room.add_permits(1);
-                    }
-                    return Ok(response);
-                }
-                () = tokio::time::sleep_until(deadline) => {
-                    if self.oldest().is_some_and(|sent| sent.elapsed() >= ttl) {
-                        return Err(Overdue);
-                    }
-                }
-            }
+        timeout: &Timeout<C>,
+    ) -> Result<StreamAppendResult<C>, RPCError<C>> {
+        let data = codec::encode(request).map_err(codec_error)?;
+        self.requests
+            .unbounded_send(pb::Payload { data })
+            .map_err(|_| RPCError::Unreachable(unreachable("the append stream is closed")))?;
+        match tokio::time::timeout(ttl, self.results.next()).await {
+            Err(_) => Err(RPCError::Timeout(timeout.clone())),
+            Ok(Some(Ok(payload))) => codec::decode(&payload.data).map_err(codec_error),
+            Ok(Some(Err(status))) => Err(status_error(status)),
+            Ok(None) => Err(RPCError::Network(NetworkError::from_string(
+                "the peer ended the append stream",
+            ))),
         }
+    }
+}
+
+impl PeerConnection {
+    /// The open append session, or a new one.
+    async fn append_session(&mut self, ttl: Duration) -> Result<AppendSession, RPCError<C>> {
+        if let Some(session) = self.appends.take() {
+            return Ok(session);
+        }
+        let (requests, outgoing) = futures::channel::mpsc::unbounded();
+        let mut client = self.client()?;
+        let results = tokio::time::timeout(ttl, client.stream_append(outgoing))
+            .await
+            .map_err(|_| RPCError::Timeout(self.timeout(RPCTypes::AppendEntries, ttl)))?
+            .map_err(status_error)?
+            .into_inner();
+        Ok(AppendSession { requests, results })
     }
 }
 
@@ -273,7 +245,10 @@ impl RaftNetworkV2<C> for PeerConnection {
         let mut results = self
             .stream_append(futures::stream::iter([rpc]), option)
             .await?;
-        match results.next().await {
+        let result = results.next().await;
+        // Polled to its end, the stream hands its session back for the next one.
+        while results.next().await.is_some() {}
+        match result {
             Some(Ok(Ok(matching))) if matching == last => Ok(AppendEntriesResponse::Success),
             Some(Ok(Ok(matching))) => Ok(AppendEntriesResponse::PartialSuccess(matching)),
             Some(Ok(Err(StreamAppendError::Conflict(_)))) => Ok(AppendEntriesResponse::Conflict),
@@ -287,11 +262,9 @@ impl RaftNetworkV2<C> for PeerConnection {
         }
     }
 
-    /// One gRPC stream carries every request of the replication stream, and their results
-    /// come back in order on it. A request leaves once [`IN_FLIGHT`] fewer await their
-    /// results. A result that takes longer than `option.soft_ttl()` after its request
-    /// left ends the stream with a timeout; an idle stream (nothing awaiting a result)
-    /// never times out.
+    /// The requests go one at a time over the connection's [`AppendSession`]. A result
+    /// that takes longer than `option.soft_ttl()` ends the stream with a timeout; waiting
+    /// for openraft's next request has no deadline.
     fn stream_append<'s, S>(
         &'s mut self,
         input: S,
@@ -303,50 +276,20 @@ impl RaftNetworkV2<C> for PeerConnection {
         Box::pin(async move {
             let ttl = option.soft_ttl();
             let timeout = self.timeout(RPCTypes::AppendEntries, ttl);
-            let inflight = Arc::new(Inflight::new(IN_FLIGHT));
-            let requests = futures::stream::unfold(
-                (input, inflight.clone()),
-                |(mut input, inflight)| async move {
-                    // Pulling a request later lets openraft put more entries in it.
-                    inflight.room().await;
-                    let request = input.next().await?;
-                    match codec::encode(&request) {
-                        Ok(data) => {
-                            inflight.sent();
-                            Some((pb::Payload { data }, (input, inflight)))
-                        }
-                        Err(e) => {
-                            inflight.break_off(e);
-                            None
-                        }
-                    }
-                },
-            );
-            let mut client = self.client()?;
-            let responses = tokio::time::timeout(ttl, client.stream_append(requests))
-                .await
-                .map_err(|_| RPCError::Timeout(timeout.clone()))?
-                .map_err(status_error)?
-                .into_inner();
-            let results = futures::stream::unfold(Some(responses), move |responses| {
-                let inflight = inflight.clone();
+            let session = self.append_session(ttl).await?;
+            let slot = &mut self.appends;
+            let results = futures::stream::unfold(Some((input, session, slot)), move |state| {
                 let timeout = timeout.clone();
                 async move {
-                    let mut responses = responses?;
-                    let result = match inflight.next(&mut responses, ttl).await {
-                        Err(Overdue) => Err(RPCError::Timeout(timeout)),
-                        Ok(Some(Ok(payload))) => {
-                            codec::decode::<StreamAppendResult<C>>(&payload.data)
-                                .map_err(codec_error)
-                        }
-                        Ok(Some(Err(status))) => Err(status_error(status)),
-                        // The peer answered everything it was sent; a request that could not
-                        // be encoded is why the stream ended.
-                        Ok(None) => Err(codec_error(inflight.broken()?)),
+                    let (mut input, mut session, slot) = state?;
+                    let Some(request) = input.next().await else {
+                        // Every request has its result: the next stream reuses the session.
+                        *slot = Some(session);
+                        return None;
                     };
-                    // After an error or a refusal the peer ends the stream too.
+                    let result = session.exchange(&request, ttl, &timeout).await;
                     let go_on = matches!(result, Ok(Ok(_)));
-                    Some((result, go_on.then_some(responses)))
+                    Some((result, go_on.then_some((input, session, slot))))
                 }
             });
             Ok(Box::pin(results) as AppendResults<'s>)

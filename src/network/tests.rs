@@ -2,7 +2,9 @@
 //! tonic server whose `StreamAppend` hands every request it receives to the test and
 //! answers only what the test tells it to.
 
-use std::sync::Mutex;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -13,6 +15,7 @@ use openraft::raft::{
 };
 use openraft::{BasicNode, EntryPayload};
 use tokio::sync::mpsc;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::pb::peer_server::{Peer, PeerServer};
@@ -28,12 +31,15 @@ const SECRET: &str = "test-cluster-secret";
 /// Long enough that no result in these tests is overdue by accident.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-/// A peer whose one append stream is driven by the test.
+/// A peer whose append streams are driven by the test.
 struct Scripted {
-    /// Every request received, as it arrives.
+    /// Every request received, on any stream, as it arrives.
     received: mpsc::UnboundedSender<AppendEntriesRequest<C>>,
-    /// The results to answer with, in order; taken by the first stream.
-    answers: Mutex<Option<mpsc::UnboundedReceiver<StreamAppendResult<C>>>>,
+    /// The results each `StreamAppend` call answers with, one channel per call in the
+    /// order they open.
+    answers: Mutex<VecDeque<mpsc::UnboundedReceiver<StreamAppendResult<C>>>>,
+    /// How many `StreamAppend` calls were opened.
+    opened: AtomicUsize,
 }
 
 fn unused<T>() -> Result<Response<T>, Status> {
@@ -48,6 +54,13 @@ impl Peer for Scripted {
         &self,
         request: Request<Streaming<pb::Payload>>,
     ) -> Result<Response<Self::StreamAppendStream>, Status> {
+        self.opened.fetch_add(1, Ordering::SeqCst);
+        let answers = self
+            .answers
+            .lock()
+            .unwrap()
+            .pop_front()
+            .ok_or_else(|| Status::resource_exhausted("no more streams scripted"))?;
         let mut requests = request.into_inner();
         let received = self.received.clone();
         tokio::spawn(async move {
@@ -55,12 +68,6 @@ impl Peer for Scripted {
                 let _ = received.send(codec::decode(&payload.data).unwrap());
             }
         });
-        let answers = self
-            .answers
-            .lock()
-            .unwrap()
-            .take()
-            .expect("one stream per test");
         let answers = futures::stream::unfold(answers, |mut answers| async move {
             let answer = answers.recv().await?;
             let data = codec::encode(&answer).unwrap();
@@ -111,22 +118,30 @@ impl Peer for Scripted {
 struct Harness {
     connection: PeerConnection,
     received: mpsc::UnboundedReceiver<AppendEntriesRequest<C>>,
-    answer: mpsc::UnboundedSender<StreamAppendResult<C>>,
+    /// The answers of each `StreamAppend` call, in the order the calls open.
+    answers: Vec<mpsc::UnboundedSender<StreamAppendResult<C>>>,
+    peer: Arc<Scripted>,
 }
 
-async fn harness() -> Harness {
+/// A scripted peer that accepts `streams` calls of `StreamAppend`.
+async fn harness(streams: usize) -> Harness {
     let (received_tx, received) = mpsc::unbounded_channel();
-    let (answer, answers) = mpsc::unbounded_channel();
-    let peer = Scripted {
+    let (answers, receivers): (Vec<_>, VecDeque<_>) =
+        (0..streams).map(|_| mpsc::unbounded_channel()).unzip();
+    let peer = Arc::new(Scripted {
         received: received_tx,
-        answers: Mutex::new(Some(answers)),
-    };
+        answers: Mutex::new(receivers),
+        opened: AtomicUsize::new(0),
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let check = BearerCheck::new(SECRET);
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(PeerServer::with_interceptor(peer, check))
+            .add_service(InterceptedService::new(
+                PeerServer::from_arc(peer.clone()),
+                check,
+            ))
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
     );
     let mut network = PeerNetwork::new(1, SECRET, 1 << 20).unwrap();
@@ -134,7 +149,8 @@ async fn harness() -> Harness {
     Harness {
         connection,
         received,
-        answer,
+        answers,
+        peer,
     }
 }
 
@@ -158,57 +174,95 @@ fn matching(index: u64) -> StreamAppendResult<C> {
     Ok(Some(openraft::testing::log_id::<C>(1, 1, index)))
 }
 
-#[tokio::test]
-async fn a_request_leaves_after_the_result_before_it_and_results_keep_their_order() {
-    let mut h = harness().await;
+/// An open-ended input: openraft's request stream as the test feeds it.
+fn input() -> (
+    mpsc::UnboundedSender<AppendEntriesRequest<C>>,
+    futures::stream::BoxStream<'static, AppendEntriesRequest<C>>,
+) {
     let (requests, input) = mpsc::unbounded_channel();
     let input = futures::stream::unfold(input, |mut input| async move {
         Some((input.recv().await?, input))
     });
+    (requests, Box::pin(input))
+}
+
+#[tokio::test]
+async fn a_request_leaves_after_the_result_before_it_and_results_keep_their_order() {
+    let mut h = harness(1).await;
+    let (requests, input) = input();
     let mut results = h
         .connection
-        .stream_append(Box::pin(input), RPCOption::new(PATIENCE))
+        .stream_append(input, RPCOption::new(PATIENCE))
         .await
         .unwrap();
     for prev in [0, 2, 4] {
         requests.send(append(prev, 2)).unwrap();
     }
     for (prev, last) in [(0, 2), (2, 4), (4, 6)] {
-        let received = tokio::time::timeout(PATIENCE, h.received.recv())
-            .await
-            .expect("a request did not leave")
-            .unwrap();
-        assert_eq!(
-            received.prev_log_id.map(|id| id.index),
-            (prev > 0).then_some(prev)
-        );
-        // The next request, queued since the start, stays until this one has its result
-        // (one in flight: see `IN_FLIGHT`).
-        assert!(
-            tokio::time::timeout(Duration::from_millis(200), h.received.recv())
+        // openraft polls the results all along; the peer's side runs meanwhile.
+        let peer_side = async {
+            let received = tokio::time::timeout(PATIENCE, h.received.recv())
                 .await
-                .is_err(),
-            "a request left before the result of the one before it"
-        );
-        h.answer.send(matching(last)).unwrap();
-        assert_eq!(results.next().await.unwrap().unwrap(), matching(last));
+                .expect("a request did not leave")
+                .unwrap();
+            assert_eq!(
+                received.prev_log_id.map(|id| id.index),
+                (prev > 0).then_some(prev)
+            );
+            // The next request, queued since the start, stays until this one has its
+            // result.
+            assert!(
+                tokio::time::timeout(Duration::from_millis(200), h.received.recv())
+                    .await
+                    .is_err(),
+                "a request left before the result of the one before it"
+            );
+            h.answers[0].send(matching(last)).unwrap();
+        };
+        let (result, ()) = tokio::join!(results.next(), peer_side);
+        assert_eq!(result.unwrap().unwrap(), matching(last));
     }
 }
 
 #[tokio::test]
-async fn a_result_overdue_ends_the_stream_with_a_timeout_but_an_idle_stream_waits() {
-    let option = RPCOption::new(Duration::from_millis(200));
-    let mut h = harness().await;
-    let (requests, input) = mpsc::unbounded_channel();
-    let input = futures::stream::unfold(input, |mut input| async move {
-        Some((input.recv().await?, input))
-    });
-    let mut results = h
+async fn append_streams_and_single_appends_share_one_grpc_stream() {
+    let mut h = harness(1).await;
+    for prev in [0, 1] {
+        h.answers[0].send(matching(prev + 1)).unwrap();
+        let results: Vec<_> = h
+            .connection
+            .stream_append(
+                futures::stream::iter([append(prev, 1)]),
+                RPCOption::new(PATIENCE),
+            )
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        assert_eq!(results.len(), 1);
+        assert_eq!(results[0].as_ref().unwrap(), &matching(prev + 1));
+    }
+    h.answers[0].send(matching(3)).unwrap();
+    let response = h
         .connection
-        .stream_append(Box::pin(input), option.clone())
+        .append_entries(append(2, 1), RPCOption::new(PATIENCE))
         .await
         .unwrap();
-    // Nothing awaits a result: several deadlines pass without an error.
+    assert_eq!(response, AppendEntriesResponse::Success);
+    assert_eq!(h.peer.opened.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_overdue_result_ends_the_stream_and_the_next_opens_a_new_grpc_stream() {
+    let option = RPCOption::new(Duration::from_millis(200));
+    let mut h = harness(2).await;
+    let (requests, input) = input();
+    let mut results = h
+        .connection
+        .stream_append(input, option.clone())
+        .await
+        .unwrap();
+    // Waiting for openraft's next request has no deadline.
     assert!(
         tokio::time::timeout(option.soft_ttl() * 3, results.next())
             .await
@@ -216,12 +270,11 @@ async fn a_result_overdue_ends_the_stream_with_a_timeout_but_an_idle_stream_wait
         "an idle stream ended"
     );
     requests.send(append(0, 1)).unwrap();
-    h.received.recv().await.unwrap();
-    h.answer.send(matching(1)).unwrap();
+    h.answers[0].send(matching(1)).unwrap();
     assert_eq!(results.next().await.unwrap().unwrap(), matching(1));
     // The next request is never answered.
-    requests.send(append(1, 1)).unwrap();
     let started = tokio::time::Instant::now();
+    requests.send(append(1, 1)).unwrap();
     match results.next().await {
         Some(Err(RPCError::Timeout(_))) => {}
         other => panic!("expected a timeout, got {other:?}"),
@@ -235,6 +288,17 @@ async fn a_result_overdue_ends_the_stream_with_a_timeout_but_an_idle_stream_wait
         results.next().await.is_none(),
         "the stream ends after a timeout"
     );
+    drop(results);
+
+    // The overdue result must not be read as the next request's: a new call carries it.
+    h.answers[1].send(matching(2)).unwrap();
+    let response = h
+        .connection
+        .append_entries(append(1, 1), RPCOption::new(PATIENCE))
+        .await
+        .unwrap();
+    assert_eq!(response, AppendEntriesResponse::Success);
+    assert_eq!(h.peer.opened.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]
@@ -257,8 +321,8 @@ async fn a_single_append_reads_its_result_as_an_append_entries_response() {
         ),
     ];
     for (answer, expected) in cases {
-        let mut h = harness().await;
-        h.answer.send(answer).unwrap();
+        let mut h = harness(1).await;
+        h.answers[0].send(answer).unwrap();
         let response = h
             .connection
             .append_entries(append(1, 2), RPCOption::new(PATIENCE))
