@@ -123,6 +123,22 @@ struct Harness {
     peer: Arc<Scripted>,
 }
 
+impl Harness {
+    /// Sends `request` alone, the peer's `stream`-th call answering `result`.
+    async fn single_append(
+        &mut self,
+        stream: usize,
+        request: AppendEntriesRequest<C>,
+        result: StreamAppendResult<C>,
+    ) -> AppendEntriesResponse<C> {
+        self.answers[stream].send(result).unwrap();
+        self.connection
+            .append_entries(request, RPCOption::new(PATIENCE))
+            .await
+            .unwrap()
+    }
+}
+
 /// A scripted peer that accepts `streams` calls of `StreamAppend`.
 async fn harness(streams: usize) -> Harness {
     let (received_tx, received) = mpsc::unbounded_channel();
@@ -242,12 +258,7 @@ async fn append_streams_and_single_appends_share_one_grpc_stream() {
         assert_eq!(results.len(), 1);
         assert_eq!(results[0].as_ref().unwrap(), &matching(prev + 1));
     }
-    h.answers[0].send(matching(3)).unwrap();
-    let response = h
-        .connection
-        .append_entries(append(2, 1), RPCOption::new(PATIENCE))
-        .await
-        .unwrap();
+    let response = h.single_append(0, append(2, 1), matching(3)).await;
     assert_eq!(response, AppendEntriesResponse::Success);
     assert_eq!(h.peer.opened.load(Ordering::SeqCst), 1);
 }
@@ -291,12 +302,7 @@ async fn an_overdue_result_ends_the_stream_and_the_next_opens_a_new_grpc_stream(
     drop(results);
 
     // The overdue result must not be read as the next request's: a new call carries it.
-    h.answers[1].send(matching(2)).unwrap();
-    let response = h
-        .connection
-        .append_entries(append(1, 1), RPCOption::new(PATIENCE))
-        .await
-        .unwrap();
+    let response = h.single_append(1, append(1, 1), matching(2)).await;
     assert_eq!(response, AppendEntriesResponse::Success);
     assert_eq!(h.peer.opened.load(Ordering::SeqCst), 2);
 }
@@ -322,12 +328,7 @@ async fn a_single_append_reads_its_result_as_an_append_entries_response() {
     ];
     for (answer, expected) in cases {
         let mut h = harness(1).await;
-        h.answers[0].send(answer).unwrap();
-        let response = h
-            .connection
-            .append_entries(append(1, 2), RPCOption::new(PATIENCE))
-            .await
-            .unwrap();
+        let response = h.single_append(0, append(1, 2), answer).await;
         assert_eq!(response, expected);
     }
 }
