@@ -39,14 +39,7 @@ pub fn open(dir: &Path) -> io::Result<Store> {
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::File::open(parent)?.sync_all()?;
     }
-    let db = sled::Config::new()
-        .path(dir)
-        // No background flush thread: every write that matters waits for our flusher,
-        // and a second flusher would only add I/O (and a 500 ms wait on close).
-        .flush_every_ms(None)
-        .cache_capacity(SLED_CACHE_BYTES)
-        .open()
-        .map_err(|e| io::Error::other(format!("cannot open sled in {}: {e}", dir.display())))?;
+    let db = open_sled(dir, SLED_CACHE_BYTES)?;
     // Make the database's files durable by name before anything is acknowledged.
     db.flush().map_err(io::Error::other)?;
     durable::sync_dir_files(dir)?;
@@ -56,4 +49,17 @@ pub fn open(dir: &Path) -> io::Result<Store> {
         snapshots: SnapshotStore::open(&db, flusher, dir)?,
         flusher: thread,
     })
+}
+
+/// Opens (creating if needed) a sled database in `dir` with a page cache of
+/// `cache_bytes`, and without sled's background flush thread: every write that matters
+/// is made durable explicitly, and a second flusher would only add I/O (and a 500 ms
+/// wait on close).
+fn open_sled(dir: &Path, cache_bytes: u64) -> io::Result<sled::Db> {
+    sled::Config::new()
+        .path(dir)
+        .flush_every_ms(None)
+        .cache_capacity(cache_bytes)
+        .open()
+        .map_err(|e| io::Error::other(format!("cannot open sled in {}: {e}", dir.display())))
 }

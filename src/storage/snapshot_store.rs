@@ -163,12 +163,7 @@ fn chunk_key(n: u64) -> Vec<u8> {
 /// Opens (creating if needed) the snapshot database in `dir`. Small and short-lived: it
 /// only ever receives or yields one snapshot, chunk by chunk.
 fn open_db(dir: &Path) -> io::Result<sled::Db> {
-    sled::Config::new()
-        .path(dir)
-        .flush_every_ms(None)
-        .cache_capacity(4 * CHUNK_BYTES as u64)
-        .open()
-        .map_err(|e| io::Error::other(format!("cannot open sled in {}: {e}", dir.display())))
+    super::open_sled(dir, 4 * CHUNK_BYTES as u64)
 }
 
 /// Deletes a snapshot directory; one already gone is fine.
