@@ -716,7 +716,9 @@ fn bench_snapshot(c: &mut Criterion) {
         .expect("load")
         .expect("a snapshot is stored");
     let meta = snapshot.meta;
-    let data = snapshot.snapshot.into_bytes().expect("read the snapshot");
+    let data = rt
+        .block_on(snapshot.snapshot.into_bytes())
+        .expect("read the snapshot");
     let bytes = data.len();
     eprintln!(
         "snapshot size: {bytes} bytes, process rss {} MiB with it loaded",

@@ -327,7 +327,7 @@ impl RaftNetworkV2<C> for PeerConnection {
     ) -> Result<SnapshotResponse<C>, StreamingError<C>> {
         let deadline = option.hard_ttl();
         let header = codec::encode(&(vote, &snapshot.meta)).map_err(codec_error)?;
-        let data = snapshot.snapshot.into_bytes().map_err(codec_error)?;
+        let data = snapshot.snapshot.into_bytes().await.map_err(codec_error)?;
         let bytes = data.len();
         let chunks: Vec<pb::SnapshotChunk> = std::iter::once(snapshot_chunk::Kind::Header(header))
             .chain(

@@ -134,18 +134,19 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta,
         snapshot: Self::SnapshotData,
     ) -> Result<(), io::Error> {
-        let data = snapshot.into_bytes()?;
+        let data = snapshot.into_bytes().await?;
         let state: State = crate::storage::codec::decode(&data)?;
+        let bytes = data.len();
         // Stored unless an equal or newer snapshot already is; the state follows the
         // leader's snapshot either way.
-        self.snapshots.save(meta, &data).await?;
+        self.snapshots.save(meta, data).await?;
         let mut applied = write(&self.applied);
         applied.state = state;
         applied.last_applied = meta.last_log_id;
         applied.membership = meta.last_membership.clone();
         tracing::info!(
             index = meta.last_log_id.map(|id| id.index),
-            bytes = data.len(),
+            bytes,
             "snapshot installed"
         );
         Ok(())
@@ -174,14 +175,17 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         // applies wait for it, reads do not. It goes straight into sled-sized chunks, so
         // the whole snapshot never sits in one buffer beside them, and the lock is
         // released before they are written and synced.
-        let staged = self.snapshots.stage(|w| {
-            let applied = read(&self.applied);
-            codec::encode_into(&applied.state, w)?;
-            Ok(SnapshotMeta {
-                last_log_id: applied.last_applied,
-                last_membership: applied.membership.clone(),
+        let staged = self
+            .snapshots
+            .stage(|w| {
+                let applied = read(&self.applied);
+                codec::encode_into(&applied.state, w)?;
+                Ok(SnapshotMeta {
+                    last_log_id: applied.last_applied,
+                    last_membership: applied.membership.clone(),
+                })
             })
-        })?;
+            .await?;
         let (meta, bytes, generation) =
             (staged.meta().clone(), staged.bytes(), staged.generation());
         if !self.snapshots.save_staged(staged).await? {

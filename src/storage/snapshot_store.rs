@@ -122,11 +122,14 @@ pub enum SnapshotData {
 }
 
 impl SnapshotData {
-    /// The encoded state. A stored snapshot replaced since is gone: `NotFound`.
-    pub fn into_bytes(self) -> io::Result<Vec<u8>> {
+    /// The encoded state, read off the runtime's workers if it is stored. A stored
+    /// snapshot replaced since is gone: `NotFound`.
+    pub async fn into_bytes(self) -> io::Result<Vec<u8>> {
         match self {
             SnapshotData::Bytes(bytes) => Ok(bytes),
-            SnapshotData::Stored { store, generation } => store.read(generation),
+            SnapshotData::Stored { store, generation } => {
+                blocking(move || store.read(generation)).await
+            }
         }
     }
 }
@@ -164,6 +167,17 @@ fn chunk_key(n: u64) -> Vec<u8> {
 /// only ever receives or yields one snapshot, chunk by chunk.
 fn open_db(dir: &Path) -> io::Result<sled::Db> {
     super::open_sled(dir, 4 * CHUNK_BYTES as u64)
+}
+
+/// Runs `work` on tokio's blocking threads: writing or reading a snapshot's files takes
+/// up to seconds, during which the runtime's workers must go on with heartbeats and
+/// appends.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| io::Error::other(format!("snapshot I/O stopped: {e}")))?
 }
 
 /// Deletes a snapshot directory; one already gone is fine.
@@ -219,8 +233,8 @@ impl SnapshotStore {
     /// Encodes a snapshot through `encode`, which returns its meta, and stores it in a
     /// new directory, durably. It becomes current only through
     /// [`SnapshotStore::save_staged`]. Whatever `encode` holds (the state's lock, say) is
-    /// released before the chunks are written and synced.
-    pub fn stage(
+    /// released before the chunks are written and synced, off the runtime's workers.
+    pub async fn stage(
         &self,
         encode: impl FnOnce(&mut ChunkWriter) -> io::Result<SnapshotMeta>,
     ) -> io::Result<Staged> {
@@ -230,8 +244,9 @@ impl SnapshotStore {
         };
         let meta = encode(&mut writer)?;
         writer.cut();
+        let store = self.clone();
         // Each chunk is freed as soon as sled has its copy.
-        self.store(meta, writer.chunks)
+        blocking(move || store.store(meta, writer.chunks)).await
     }
 
     /// Stores a snapshot of `meta` and `chunks` in a new directory, durably.
@@ -272,9 +287,10 @@ impl SnapshotStore {
     }
 
     /// Replaces the stored snapshot with `meta` and `data` (see [`SnapshotStore::save_staged`]).
-    pub async fn save(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<bool> {
+    pub async fn save(&self, meta: &SnapshotMeta, data: Vec<u8>) -> io::Result<bool> {
+        let (store, meta) = (self.clone(), meta.clone());
         // Straight from `data`: no chunk buffers beside sled's copies.
-        let staged = self.store(meta.clone(), data.chunks(CHUNK_BYTES))?;
+        let staged = blocking(move || store.store(meta, data.chunks(CHUNK_BYTES))).await?;
         self.save_staged(staged).await
     }
 
@@ -311,8 +327,12 @@ impl SnapshotStore {
 
     /// The stored snapshot's meta and data, if there is one.
     pub fn load(&self) -> io::Result<Option<(SnapshotMeta, Vec<u8>)>> {
-        match self.current()? {
-            Some((meta, data)) => Ok(Some((meta, data.into_bytes()?))),
+        let current = {
+            let _guard = self.lock.lock().expect("snapshot lock poisoned");
+            read_current(&self.names)?
+        };
+        match current {
+            Some(current) => Ok(Some((current.meta, self.read(current.generation)?))),
             None => Ok(None),
         }
     }
@@ -399,16 +419,34 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::storage::open(dir.path()).unwrap();
         let large: Vec<u8> = (0..CHUNK_BYTES * 5 / 2).map(|i| i as u8).collect();
-        assert!(store.snapshots.save(&meta(10), &large).await.unwrap());
+        assert!(
+            store
+                .snapshots
+                .save(&meta(10), large.clone())
+                .await
+                .unwrap()
+        );
         assert_eq!(store.snapshots.load().unwrap().unwrap().1, large);
 
-        assert!(store.snapshots.save(&meta(20), b"small").await.unwrap());
+        assert!(
+            store
+                .snapshots
+                .save(&meta(20), b"small".to_vec())
+                .await
+                .unwrap()
+        );
         let (stored, data) = store.snapshots.load().unwrap().unwrap();
         assert_eq!(stored.last_log_id, meta(20).last_log_id);
         assert_eq!(data, b"small", "no chunk of the older snapshot is left");
 
         // An older snapshot never replaces a newer one.
-        assert!(!store.snapshots.save(&meta(15), &large).await.unwrap());
+        assert!(
+            !store
+                .snapshots
+                .save(&meta(15), large.clone())
+                .await
+                .unwrap()
+        );
         assert_eq!(store.snapshots.load().unwrap().unwrap().1, b"small");
         assert_eq!(
             snapshot_dirs(dir.path()).len(),
@@ -421,15 +459,28 @@ mod tests {
     async fn stored_data_is_read_when_asked_and_is_gone_once_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::storage::open(dir.path()).unwrap();
-        assert!(store.snapshots.save(&meta(10), b"ten").await.unwrap());
+        assert!(
+            store
+                .snapshots
+                .save(&meta(10), b"ten".to_vec())
+                .await
+                .unwrap()
+        );
         let (stored, data) = store.snapshots.current().unwrap().unwrap();
         assert_eq!(stored.last_log_id, meta(10).last_log_id);
         let (_, same) = store.snapshots.current().unwrap().unwrap();
-        assert_eq!(same.into_bytes().unwrap(), b"ten");
+        assert_eq!(same.into_bytes().await.unwrap(), b"ten");
 
-        assert!(store.snapshots.save(&meta(20), b"twenty").await.unwrap());
+        assert!(
+            store
+                .snapshots
+                .save(&meta(20), b"twenty".to_vec())
+                .await
+                .unwrap()
+        );
         let err = data
             .into_bytes()
+            .await
             .expect_err("the data of a replaced snapshot");
         assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
     }
@@ -465,7 +516,13 @@ mod tests {
     async fn a_reopened_store_loads_the_current_snapshot_and_deletes_leftovers() {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::storage::open(dir.path()).unwrap();
-        assert!(store.snapshots.save(&meta(10), b"ten").await.unwrap());
+        assert!(
+            store
+                .snapshots
+                .save(&meta(10), b"ten".to_vec())
+                .await
+                .unwrap()
+        );
         // A snapshot staged but never named current, as a crash before the switch
         // leaves it.
         let orphan = store
@@ -474,6 +531,7 @@ mod tests {
                 io::Write::write_all(w, b"eleven")?;
                 Ok(meta(11))
             })
+            .await
             .unwrap();
         assert_eq!(snapshot_dirs(dir.path()).len(), 2);
         drop(orphan);
@@ -494,7 +552,13 @@ mod tests {
         assert_eq!(stored.last_log_id, meta(10).last_log_id);
         assert_eq!(data, b"ten");
         assert_eq!(snapshot_dirs(dir.path()).len(), 1, "the orphan is gone");
-        assert!(store.snapshots.save(&meta(12), b"twelve").await.unwrap());
+        assert!(
+            store
+                .snapshots
+                .save(&meta(12), b"twelve".to_vec())
+                .await
+                .unwrap()
+        );
         assert_eq!(store.snapshots.load().unwrap().unwrap().1, b"twelve");
     }
 }
