@@ -37,7 +37,7 @@ struct Master {
 /// The masters of one cluster.
 pub struct Masters {
     masters: BTreeMap<usize, Master>,
-    processes: Processes,
+    pub(crate) processes: Processes,
     peers: String,
     extra_args: Vec<String>,
     _dir: tempfile::TempDir,
@@ -110,16 +110,6 @@ impl Masters {
     /// Sends `signal` to master `id` and waits for the process to end.
     pub fn stop(&mut self, id: usize, signal: i32) -> BenchResult {
         self.processes.stop(id, signal)
-    }
-
-    /// Sends `signal` to member `id` without waiting.
-    pub fn signal(&self, id: usize, signal: i32) {
-        self.processes.signal(id, signal)
-    }
-
-    /// Waits for member `id`, already signalled, to end.
-    pub fn reap(&mut self, id: usize) -> BenchResult {
-        self.processes.reap(id)
     }
 
     /// Starts a stopped master again from its data dir.

@@ -33,7 +33,7 @@ struct Member {
 /// The members of one etcd cluster, killed on drop.
 pub struct Etcd {
     members: BTreeMap<usize, Member>,
-    processes: Processes,
+    pub(crate) processes: Processes,
     initial_cluster: String,
     _dir: tempfile::TempDir,
 }
@@ -120,17 +120,6 @@ impl Etcd {
 
     pub fn usage(&self) -> UsageSet {
         self.processes.usage()
-    }
-
-    /// Sends `signal` to member `id` and waits for it to end.
-    /// Sends `signal` to member `id` without waiting.
-    pub fn signal(&self, id: usize, signal: i32) {
-        self.processes.signal(id, signal)
-    }
-
-    /// Waits for member `id`, already signalled, to end.
-    pub fn reap(&mut self, id: usize) -> BenchResult {
-        self.processes.reap(id)
     }
 
     pub fn restart(&mut self, id: usize) -> BenchResult {

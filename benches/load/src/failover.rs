@@ -20,7 +20,8 @@ use crate::etcd::{self, Etcd, EtcdWorker};
 use crate::load::{self, Report, Worker, round};
 use crate::workload::{self, Plan, Shape, Target};
 
-/// A probe starts a write this often until one succeeds: the figures' resolution.
+/// An etcd probe starts a write this often until one succeeds: the resolution of etcd's
+/// figures.
 const PROBE_INTERVAL: Duration = Duration::from_millis(10);
 /// A probe's writes may wait out a whole election, but not forever.
 const PROBE_TIMEOUTS: chorus::client::Timeouts = chorus::client::Timeouts {
@@ -90,7 +91,7 @@ pub trait System {
     fn converged(&self) -> impl Future<Output = BenchResult<usize>>;
     fn running(&self) -> Vec<usize>;
     /// Sends `signal` to member `id` without waiting.
-    fn signal(&self, id: usize, signal: i32);
+    fn signal(&self, id: usize, signal: i32) -> BenchResult;
     /// Waits for a signalled member to end.
     fn reap(&mut self, id: usize) -> BenchResult;
     fn restart(&mut self, id: usize) -> BenchResult;
@@ -105,11 +106,11 @@ impl System for Masters {
     fn running(&self) -> Vec<usize> {
         Masters::running(self)
     }
-    fn signal(&self, id: usize, signal: i32) {
-        Masters::signal(self, id, signal)
+    fn signal(&self, id: usize, signal: i32) -> BenchResult {
+        self.processes.signal(id, signal)
     }
     fn reap(&mut self, id: usize) -> BenchResult {
-        Masters::reap(self, id)
+        self.processes.reap(id)
     }
     fn restart(&mut self, id: usize) -> BenchResult {
         Masters::restart(self, id)
@@ -121,12 +122,14 @@ impl System for Masters {
                 return std::future::pending().await;
             };
             // One write at a time is enough: a survivor holds a write until there is a
-            // leader to take it, and the client retries a refusal every `backoff`.
+            // leader to take it, and the client retries a refusal every `backoff`. An
+            // error the client does not retry is retried here, as often.
             loop {
                 let request = pb::CreateSessionRequest::default();
                 if client.create_session(request).await.is_ok() {
                     return Instant::now();
                 }
+                tokio::time::sleep(PROBE_TIMEOUTS.backoff).await;
             }
         }
     }
@@ -139,11 +142,11 @@ impl System for Etcd {
     fn running(&self) -> Vec<usize> {
         Etcd::running(self)
     }
-    fn signal(&self, id: usize, signal: i32) {
-        Etcd::signal(self, id, signal)
+    fn signal(&self, id: usize, signal: i32) -> BenchResult {
+        self.processes.signal(id, signal)
     }
     fn reap(&mut self, id: usize) -> BenchResult {
-        Etcd::reap(self, id)
+        self.processes.reap(id)
     }
     fn restart(&mut self, id: usize) -> BenchResult {
         Etcd::restart(self, id)
@@ -209,7 +212,7 @@ pub async fn rounds<S: System>(
     for round in 1..=rounds {
         let leader = system.converged().await?;
         let stopped = Instant::now();
-        system.signal(leader, signal.number());
+        system.signal(leader, signal.number())?;
         let probes: Vec<_> = system
             .running()
             .into_iter()

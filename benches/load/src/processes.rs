@@ -70,17 +70,23 @@ impl Processes {
         Ok(())
     }
 
-    /// Sends `signal` to member `id` without waiting.
-    pub fn signal(&self, id: usize, signal: i32) {
-        if let Some(child) = self.children.get(&id) {
-            // SAFETY: kill(2) on the pid of a child not yet reaped.
-            unsafe { libc::kill(child.id() as i32, signal) };
+    /// Sends `signal` to member `id` without waiting. A member that is not running is an
+    /// error: a failover round must not time a stop that never happened.
+    pub fn signal(&self, id: usize, signal: i32) -> BenchResult {
+        let child = self
+            .children
+            .get(&id)
+            .ok_or_else(|| format!("member {id} is not running"))?;
+        // SAFETY: kill(2) on the pid of a child not yet reaped.
+        if unsafe { libc::kill(child.id() as i32, signal) } != 0 {
+            return Err(std::io::Error::last_os_error().into());
         }
+        Ok(())
     }
 
     /// Sends `signal` to member `id` and waits for it to end.
     pub fn stop(&mut self, id: usize, signal: i32) -> BenchResult {
-        self.signal(id, signal);
+        self.signal(id, signal)?;
         self.reap(id)
     }
 
