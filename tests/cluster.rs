@@ -329,7 +329,6 @@ async fn paused_follower_coming_back_does_not_depose_the_leader() {
 async fn both_ports_refuse_a_wrong_secret() {
     use chorus::auth::BearerToken;
     use chorus::network::pb::ProbeRequest;
-    use chorus::network::pb::peer_client::PeerClient;
 
     let cluster = Cluster::start(3, Options::default());
     cluster.leader().await;
@@ -349,12 +348,8 @@ async fn both_ports_refuse_a_wrong_secret() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated);
 
-    let peer = tonic::transport::Channel::from_shared(format!("http://{}", cluster.peers[&1]))
-        .unwrap()
-        .connect_lazy();
     for secret in [common::API_SECRET, "wrong-cluster-secret"] {
-        let mut client =
-            PeerClient::with_interceptor(peer.clone(), BearerToken::new(secret).unwrap());
+        let mut client = cluster.peer_client(1, secret);
         let err = client.probe(ProbeRequest {}).await.unwrap_err();
         assert_eq!(
             err.code(),
@@ -362,8 +357,7 @@ async fn both_ports_refuse_a_wrong_secret() {
             "peer port accepted {secret}"
         );
     }
-    let mut client =
-        PeerClient::with_interceptor(peer, BearerToken::new(common::CLUSTER_SECRET).unwrap());
+    let mut client = cluster.peer_client(1, common::CLUSTER_SECRET);
     let probe = client.probe(ProbeRequest {}).await.unwrap().into_inner();
     assert!(probe.initialized);
     assert_eq!(probe.voters, vec![1, 2, 3]);
@@ -371,9 +365,7 @@ async fn both_ports_refuse_a_wrong_secret() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undecodable_append_is_refused_and_changes_nothing() {
-    use chorus::auth::BearerToken;
     use chorus::network::pb::Payload;
-    use chorus::network::pb::peer_client::PeerClient;
 
     let cluster = Cluster::start(3, Options::default());
     let leader = cluster.leader().await;
@@ -381,12 +373,7 @@ async fn an_undecodable_append_is_refused_and_changes_nothing() {
     let (_, digest) = cluster.converged().await;
     let follower = *cluster.masters.keys().find(|id| **id != leader).unwrap();
 
-    let peer =
-        tonic::transport::Channel::from_shared(format!("http://{}", cluster.peers[&follower]))
-            .unwrap()
-            .connect_lazy();
-    let mut client =
-        PeerClient::with_interceptor(peer, BearerToken::new(common::CLUSTER_SECRET).unwrap());
+    let mut client = cluster.peer_client(follower, common::CLUSTER_SECRET);
     let garbage = Payload {
         data: vec![0xff; 64],
     };

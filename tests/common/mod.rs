@@ -18,6 +18,7 @@ use std::time::Duration;
 use chorus::api::pb;
 use chorus::api::pb::cluster_service_client::ClusterServiceClient;
 use chorus::auth::BearerToken;
+use chorus::network::pb::peer_client::PeerClient;
 use tonic::codegen::InterceptedService;
 use tonic::transport::Channel;
 
@@ -272,6 +273,14 @@ impl Cluster {
             .connect_timeout(Duration::from_millis(500))
             .timeout(Duration::from_secs(15))
             .connect_lazy()
+    }
+
+    /// A client of master `id`'s peer port presenting `secret`.
+    pub fn peer_client(&self, id: u64, secret: &str) -> PeerClient<Authed> {
+        let channel = Channel::from_shared(format!("http://{}", self.peers[&id]))
+            .unwrap()
+            .connect_lazy();
+        PeerClient::with_interceptor(channel, BearerToken::new(secret).unwrap())
     }
 
     pub async fn cluster_client(&self, id: u64) -> ClusterServiceClient<Authed> {
