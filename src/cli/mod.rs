@@ -47,6 +47,19 @@ enum Command {
 }
 
 impl Cli {
+    /// What a binary's `main` does with its parsed arguments: starts tracing and a tokio
+    /// runtime, and runs the chosen subcommand to completion on it.
+    pub fn run_blocking(self) -> ExitCode {
+        init_tracing();
+        match tokio::runtime::Runtime::new() {
+            Ok(runtime) => runtime.block_on(self.run()),
+            Err(e) => {
+                eprintln!("chorus: cannot start the runtime: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
     /// Runs the chosen subcommand to completion.
     pub async fn run(self) -> ExitCode {
         let called = match self.command {
@@ -164,13 +177,11 @@ pub fn run_if_master() -> Option<ExitCode> {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    init_tracing();
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    Some(runtime.block_on(cli.run()))
+    Some(cli.run_blocking())
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_tracing() {
+fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     tracing_subscriber::fmt()
