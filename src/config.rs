@@ -282,7 +282,7 @@ fn license(args: &ServeArgs, file: &FileConfig) -> Result<Option<LicenseConfig>,
     ) {
         (None, None, None, None) => return Ok(None),
         (Some(key), Some(authority), None, None) => {
-            crate::license::authority::endpoint(&authority)
+            let authority = crate::license::authority::uri(&authority)
                 .map_err(|e| invalid("license_authority", e))?;
             Source::Online { key, authority }
         }
@@ -577,6 +577,13 @@ mod tests {
             (|a| a.data_dir = None, "`data_dir`"),
             (|a| a.node_timeout_ms = Some(5), "`node_timeout_ms`"),
             (|a| a.license_key = Some("k".into()), "`license_authority`"),
+            (
+                |a| {
+                    a.license_key = Some("k".into());
+                    a.license_authority = Some("bad host:1".into());
+                },
+                "`license_authority`",
+            ),
             (
                 |a| a.license_file = Some("l.json".into()),
                 "`license_public_key`",

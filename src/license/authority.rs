@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Request, Response, Status};
 
 use crate::state::CheckOutcome;
@@ -119,24 +119,25 @@ pub struct AuthorityClient {
     channel: Channel,
 }
 
-/// The authority's address (`host:port` or a URL) as an endpoint; configuration
-/// checks it with this at start-up, so a bad one stops the master instead of the checks.
-pub fn endpoint(addr: &str) -> Result<Endpoint, String> {
+/// The authority's address (`host:port` or a URL) as a URI. Configuration parses it at
+/// start-up, so a bad one stops the master instead of the checks.
+pub fn uri(addr: &str) -> Result<Uri, String> {
     let uri = if addr.contains("://") {
         addr.to_owned()
     } else {
         format!("http://{addr}")
     };
-    Endpoint::from_shared(uri).map_err(|e| format!("license authority `{addr}`: {e}"))
+    uri.parse()
+        .map_err(|e| format!("license authority `{addr}`: {e}"))
 }
 
 impl AuthorityClient {
-    /// A client of the authority at `addr` (`host:port` or a URL).
-    pub fn new(addr: &str) -> Result<Self, String> {
-        let channel = endpoint(addr)?
+    /// A client of the authority at `authority`.
+    pub fn new(authority: &Uri) -> Self {
+        let channel = Endpoint::from(authority.clone())
             .connect_timeout(Duration::from_secs(2))
             .connect_lazy();
-        Ok(AuthorityClient { channel })
+        AuthorityClient { channel }
     }
 
     /// Asks about `key`, reporting `usage`, within `timeout`. A definitive answer is

@@ -22,8 +22,11 @@ use crate::state::TrustPolicy;
 /// Where checks go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    /// A key checked against an authority at `authority` (host:port).
-    Online { key: String, authority: String },
+    /// A key checked against the authority at `authority`.
+    Online {
+        key: String,
+        authority: tonic::transport::Uri,
+    },
     /// A signed file verified with a hex Ed25519 public key.
     Offline { file: PathBuf, public_key: String },
 }
