@@ -419,34 +419,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::storage::open(dir.path()).unwrap();
         let large: Vec<u8> = (0..CHUNK_BYTES * 5 / 2).map(|i| i as u8).collect();
-        assert!(
-            store
-                .snapshots
-                .save(&meta(10), large.clone())
-                .await
-                .unwrap()
-        );
+        assert!(save(&store, 10, &large).await);
         assert_eq!(store.snapshots.load().unwrap().unwrap().1, large);
 
-        assert!(
-            store
-                .snapshots
-                .save(&meta(20), b"small".to_vec())
-                .await
-                .unwrap()
-        );
+        assert!(save(&store, 20, b"small").await);
         let (stored, data) = store.snapshots.load().unwrap().unwrap();
         assert_eq!(stored.last_log_id, meta(20).last_log_id);
         assert_eq!(data, b"small", "no chunk of the older snapshot is left");
 
         // An older snapshot never replaces a newer one.
-        assert!(
-            !store
-                .snapshots
-                .save(&meta(15), large.clone())
-                .await
-                .unwrap()
-        );
+        assert!(!save(&store, 15, &large).await);
         assert_eq!(store.snapshots.load().unwrap().unwrap().1, b"small");
         assert_eq!(
             snapshot_dirs(dir.path()).len(),
@@ -459,25 +441,13 @@ mod tests {
     async fn stored_data_is_read_when_asked_and_is_gone_once_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::storage::open(dir.path()).unwrap();
-        assert!(
-            store
-                .snapshots
-                .save(&meta(10), b"ten".to_vec())
-                .await
-                .unwrap()
-        );
+        assert!(save(&store, 10, b"ten").await);
         let (stored, data) = store.snapshots.current().unwrap().unwrap();
         assert_eq!(stored.last_log_id, meta(10).last_log_id);
         let (_, same) = store.snapshots.current().unwrap().unwrap();
         assert_eq!(same.into_bytes().await.unwrap(), b"ten");
 
-        assert!(
-            store
-                .snapshots
-                .save(&meta(20), b"twenty".to_vec())
-                .await
-                .unwrap()
-        );
+        assert!(save(&store, 20, b"twenty").await);
         let err = data
             .into_bytes()
             .await
@@ -505,6 +475,15 @@ mod tests {
         );
     }
 
+    /// Saves `data` as the snapshot up to `index`; whether it became current.
+    async fn save(store: &crate::storage::Store, index: u64, data: &[u8]) -> bool {
+        store
+            .snapshots
+            .save(&meta(index), data.to_vec())
+            .await
+            .unwrap()
+    }
+
     fn snapshot_dirs(data_dir: &Path) -> Vec<String> {
         fs::read_dir(data_dir.join(SNAPSHOTS_DIR))
             .unwrap()
@@ -516,13 +495,7 @@ mod tests {
     async fn a_reopened_store_loads_the_current_snapshot_and_deletes_leftovers() {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::storage::open(dir.path()).unwrap();
-        assert!(
-            store
-                .snapshots
-                .save(&meta(10), b"ten".to_vec())
-                .await
-                .unwrap()
-        );
+        assert!(save(&store, 10, b"ten").await);
         // A snapshot staged but never named current, as a crash before the switch
         // leaves it.
         let orphan = store
@@ -552,13 +525,7 @@ mod tests {
         assert_eq!(stored.last_log_id, meta(10).last_log_id);
         assert_eq!(data, b"ten");
         assert_eq!(snapshot_dirs(dir.path()).len(), 1, "the orphan is gone");
-        assert!(
-            store
-                .snapshots
-                .save(&meta(12), b"twelve".to_vec())
-                .await
-                .unwrap()
-        );
+        assert!(save(&store, 12, b"twelve").await);
         assert_eq!(store.snapshots.load().unwrap().unwrap().1, b"twelve");
     }
 }
