@@ -615,13 +615,7 @@ async fn a_client_steers_itself_to_the_leader_and_to_the_next_one() {
     assert_eq!(client.preferred_endpoint(), address(order[0]));
     // Each answer names its master and the leader: the first two teach the followers'
     // ids, the third reaches the leader, and there the client stays.
-    for n in 0..5 {
-        client
-            .create_session(create(&format!("steer-{n}")))
-            .await
-            .unwrap();
-    }
-    assert_eq!(client.preferred_endpoint(), address(leader));
+    assert_eq!(preferred_after_writes(&client, 5).await, address(leader));
 
     cluster.master(leader).kill();
     let next = loop {
@@ -634,13 +628,7 @@ async fn a_client_steers_itself_to_the_leader_and_to_the_next_one() {
         }
     };
     // A write or two later, the client has moved to the new leader by itself.
-    for _ in 0..2 {
-        client
-            .create_session(pb::CreateSessionRequest::default())
-            .await
-            .unwrap();
-    }
-    assert_eq!(client.preferred_endpoint(), address(next));
+    assert_eq!(preferred_after_writes(&client, 2).await, address(next));
 
     // The killed master comes back and leads again: the client, which failed there,
     // still knows its id and follows the lead back to it.
@@ -658,13 +646,18 @@ async fn a_client_steers_itself_to_the_leader_and_to_the_next_one() {
             }
         })
         .await;
-    for _ in 0..2 {
+    assert_eq!(preferred_after_writes(&client, 2).await, address(leader));
+}
+
+/// The endpoint `client` prefers after `n` more writes.
+async fn preferred_after_writes(client: &chorus::client::Client, n: usize) -> String {
+    for _ in 0..n {
         client
             .create_session(pb::CreateSessionRequest::default())
             .await
             .unwrap();
     }
-    assert_eq!(client.preferred_endpoint(), address(leader));
+    client.preferred_endpoint().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
