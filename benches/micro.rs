@@ -25,13 +25,14 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use chorus::client::new_request_id;
+use chorus::codec;
 use chorus::raft::{Entry, LogId, StateMachineStore, TypeConfig, read};
 use chorus::state::{
     CONNECTION_ID_PREFIX, Command, ConnectionStatus, ConnectionType, Error, Limits, MediaMode,
     MediaNodeStatus, Millis, NewConnection, NewSession, Op, Outcome, RecordingMode, Response, Role,
     State, TOKEN_PREFIX, VideoCodec,
 };
-use chorus::storage::{self, SnapshotData, codec};
+use chorus::storage::{self, SnapshotData};
 use criterion::measurement::WallTime;
 use criterion::{
     BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group,
@@ -80,7 +81,7 @@ const FRESH: u64 = 1 << 40;
 const SERVER_DATA: &str =
     r#"{"user_id":"u-48213977","display_name":"Participant","hand_raised":false}"#;
 
-/// Lengths of the random parts of the ids the leader draws (as in `leader::write`).
+/// Lengths of the random parts of the ids the leader draws (as in `service::proposer`).
 const SESSION_ID_CHARS: usize = 16;
 const CONNECTION_ID_CHARS: usize = 16;
 const TOKEN_CHARS: usize = 24;

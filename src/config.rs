@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::leader::Policy;
+use crate::fleet::Policy;
 use crate::license::{LicenseConfig, Source};
 use crate::state::{Limits, TrustPolicy};
 

@@ -1,7 +1,6 @@
 //! ClusterService: the group's shape, and the operator's levers on it.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::{RaftMetrics, ServerState};
@@ -13,13 +12,8 @@ use super::pb::{
     TransferLeadershipRequest, TriggerSnapshotRequest, TriggerSnapshotResponse,
 };
 use super::{ClientApi, pb};
-use crate::error::Error;
-use crate::leader::{Write, Written};
 use crate::raft::{TypeConfig, read};
-
-/// How long a master waits to see a membership change, a new leader or a snapshot that
-/// the leader already completed.
-const OPERATION_DEADLINE: Duration = Duration::from_secs(10);
+use crate::service::MembershipChange;
 
 fn role_name(state: ServerState) -> &'static str {
     match state {
@@ -109,26 +103,14 @@ impl ClientApi {
         self.status_from(&metrics)
     }
 
-    /// Has the leader change the membership, then answers this master's status once it
-    /// has applied the change.
+    /// Has the leader make `change`, then answers this master's status once it sees it.
     async fn membership_write<T>(
         &self,
         request: &Request<T>,
-        write: Write,
+        change: MembershipChange,
     ) -> Result<Response<ClusterStatus>, Status> {
-        let Written::Cluster { index } = self.write(request, String::new(), write).await? else {
-            return Err(
-                Error::Internal("a membership write returned a domain outcome".into()).into(),
-            );
-        };
-        let metrics = self
-            .raft
-            .wait(Some(OPERATION_DEADLINE))
-            .applied_index_at_least(Some(index), "membership change applied here")
-            .await
-            .map_err(|e| {
-                Error::Unavailable(format!("membership changed, not yet seen here: {e}"))
-            })?;
+        let deadline = crate::deadline::of(request.metadata());
+        let metrics = self.service.change_membership(change, deadline).await?;
         Ok(Response::new(self.status_from(&metrics)))
     }
 }
@@ -147,12 +129,12 @@ impl ClusterService for ClientApi {
         request: Request<AddLearnerRequest>,
     ) -> Result<Response<ClusterStatus>, Status> {
         let req = request.get_ref().clone();
-        let write = Write::AddLearner {
+        let change = MembershipChange::AddLearner {
             id: req.id,
             peer_addr: req.peer_addr,
             blocking: req.blocking,
         };
-        self.membership_write(&request, write).await
+        self.membership_write(&request, change).await
     }
 
     async fn change_membership(
@@ -160,15 +142,11 @@ impl ClusterService for ClientApi {
         request: Request<ChangeMembershipRequest>,
     ) -> Result<Response<ClusterStatus>, Status> {
         let req = request.get_ref();
-        let voters: BTreeSet<u64> = req.voters.iter().copied().collect();
-        if voters.len() != req.voters.len() {
-            return Err(Error::invalid("voters", "lists a voter twice").into());
-        }
-        let write = Write::ChangeMembership {
-            voters,
+        let change = MembershipChange::ChangeMembership {
+            voters: req.voters.clone(),
             retain: req.retain,
         };
-        self.membership_write(&request, write).await
+        self.membership_write(&request, change).await
     }
 
     async fn transfer_leadership(
@@ -176,39 +154,15 @@ impl ClusterService for ClientApi {
         request: Request<TransferLeadershipRequest>,
     ) -> Result<Response<ClusterStatus>, Status> {
         let to = request.get_ref().to;
-        self.write(&request, String::new(), Write::TransferLeadership { to })
-            .await?;
-        // The leader saw `to` take over; this master learns it with `to`'s first append.
-        let metrics = self
-            .raft
-            .wait(Some(OPERATION_DEADLINE))
-            .metrics(|m| m.current_leader == Some(to), "new leader known here")
+        self.membership_write(&request, MembershipChange::TransferLeadership { to })
             .await
-            .map_err(|e| Error::Unavailable(format!("leadership moved, but not seen here: {e}")))?;
-        Ok(Response::new(self.status_from(&metrics)))
     }
 
     async fn trigger_snapshot(
         &self,
         _request: Request<TriggerSnapshotRequest>,
     ) -> Result<Response<TriggerSnapshotResponse>, Status> {
-        let applied = self.raft.metrics().borrow_watched().last_applied;
-        self.raft
-            .trigger()
-            .snapshot()
-            .await
-            .map_err(|e| Error::Unavailable(e.to_string()))?;
-        let metrics = self
-            .raft
-            .wait(Some(OPERATION_DEADLINE))
-            .metrics(
-                |m| m.snapshot.map(|s| s.index) >= applied.map(|a| a.index),
-                "snapshot built",
-            )
-            .await
-            .map_err(|e| Error::Unavailable(format!("snapshot not built: {e}")))?;
-        Ok(Response::new(TriggerSnapshotResponse {
-            snapshot_index: metrics.snapshot.map_or(0, |id| id.index),
-        }))
+        let snapshot_index = self.service.trigger_snapshot().await?;
+        Ok(Response::new(TriggerSnapshotResponse { snapshot_index }))
     }
 }

@@ -10,10 +10,10 @@ use super::pb::{
     Connection, CreateConnectionRequest, DeleteConnectionRequest, DeleteConnectionResponse,
     GetConnectionRequest, JoinConnectionRequest, ListConnectionsRequest, ListConnectionsResponse,
 };
-use super::{ClientApi, optional, page, parse_or_default, unexpected};
+use super::{ClientApi, optional, page, parse_or_default};
 use crate::error::Error;
-use crate::leader::Write;
-use crate::state::{self, Outcome};
+use crate::service::{Write, reused_request_id};
+use crate::state::Outcome;
 
 /// The answer to a write that yields a connection (create, join).
 fn connection_answer(outcome: Outcome) -> Result<Response<Connection>, Status> {
@@ -27,7 +27,7 @@ fn connection_answer(outcome: Outcome) -> Result<Response<Connection>, Status> {
             &session_id,
             media_node_id.as_deref(),
         ))),
-        other => Err(unexpected(other).into()),
+        other => Err(reused_request_id(other).into()),
     }
 }
 
@@ -52,18 +52,11 @@ impl ConnectionService for ClientApi {
         request: Request<GetConnectionRequest>,
     ) -> Result<Response<Connection>, Status> {
         let req = request.get_ref();
-        self.read_barrier(&request, req.consistency).await?;
-        let applied = crate::raft::read(&self.applied);
-        let session = applied
+        let applied = self.read(&request, req.consistency).await?;
+        let (session, c) = applied
             .state
-            .session(&req.session_id)
-            .ok_or_else(|| Error::from(state::Error::not_found("session", &req.session_id)))?;
-        let c = session.connection(&req.connection_id).ok_or_else(|| {
-            Error::from(state::Error::not_found(
-                "connection",
-                format!("{}/{}", req.session_id, req.connection_id),
-            ))
-        })?;
+            .find_connection(&req.session_id, &req.connection_id)
+            .map_err(Error::from)?;
         Ok(Response::new(connection(
             c,
             &session.id,
@@ -76,12 +69,11 @@ impl ConnectionService for ClientApi {
         request: Request<ListConnectionsRequest>,
     ) -> Result<Response<ListConnectionsResponse>, Status> {
         let req = request.get_ref();
-        self.read_barrier(&request, req.consistency).await?;
-        let applied = crate::raft::read(&self.applied);
+        let applied = self.read(&request, req.consistency).await?;
         let session = applied
             .state
-            .session(&req.session_id)
-            .ok_or_else(|| Error::from(state::Error::not_found("session", &req.session_id)))?;
+            .find_session(&req.session_id)
+            .map_err(Error::from)?;
         let node = session.media_node_id.as_deref();
         let start = match optional(req.page_token.clone()) {
             Some(after) => Bound::Excluded(after),
@@ -140,7 +132,7 @@ impl ConnectionService for ClientApi {
                 connection_id,
                 session_destroyed,
             })),
-            other => Err(unexpected(other).into()),
+            other => Err(reused_request_id(other).into()),
         }
     }
 }

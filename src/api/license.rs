@@ -13,9 +13,7 @@ impl LicenseService for ClientApi {
         &self,
         request: Request<GetLicenseStatusRequest>,
     ) -> Result<Response<LicenseStatus>, Status> {
-        self.read_barrier(&request, request.get_ref().consistency)
-            .await?;
-        let applied = crate::raft::read(&self.applied);
+        let applied = self.read(&request, request.get_ref().consistency).await?;
         let license = applied.state.license();
         let mut status = LicenseStatus::from(license);
         match &self.license {

@@ -1,6 +1,6 @@
 //! MediaNodeService. Heartbeats go to the leader like writes, but only their effect on
 //! a node's status is logged; the load stays in the leader's memory (see
-//! [`crate::leader::Fleet`]).
+//! [`crate::fleet::Fleet`]).
 
 use tonic::{Request, Response, Status};
 
@@ -11,19 +11,10 @@ use super::pb::{
     HeartbeatResponse, ListMediaNodesRequest, ListMediaNodesResponse, MediaNode,
     RegisterMediaNodeRequest, SetMediaNodeStatusRequest,
 };
-use super::{ClientApi, optional, page, parse, unexpected};
+use super::{ClientApi, optional, page, parse};
 use crate::error::Error;
-use crate::leader::Write;
-use crate::state::{self, Outcome, State};
-
-impl ClientApi {
-    /// The loads the media nodes reported, as a lookup: empty unless this master leads
-    /// (the loads are the leader's soft state).
-    fn loads(&self) -> impl Fn(&str) -> Option<f64> + '_ {
-        let term = crate::raft::leading_term(&self.raft).ok();
-        move |node_id| term.and_then(|term| self.fleet.at(term).load(node_id))
-    }
-}
+use crate::service::{Heartbeat, Write, reused_request_id};
+use crate::state::{Outcome, State};
 
 /// The sessions `node_id` serves, by id.
 fn sessions_on(state: &State, node_id: &str) -> Vec<String> {
@@ -45,7 +36,7 @@ impl MediaNodeService for ClientApi {
         };
         match self.apply(&request, req.request_id, write).await? {
             Outcome::MediaNode(node) => Ok(Response::new(media_node(&node, Vec::new(), None))),
-            other => Err(unexpected(other).into()),
+            other => Err(reused_request_id(other).into()),
         }
     }
 
@@ -54,16 +45,15 @@ impl MediaNodeService for ClientApi {
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
         let req = request.get_ref().clone();
-        let write = Write::Heartbeat {
+        let heartbeat = Heartbeat {
             node_id: req.node_id,
             load: req.load,
         };
-        match self.apply(&request, String::new(), write).await? {
-            Outcome::MediaNode(node) => Ok(Response::new(HeartbeatResponse {
-                status: node.status.to_string(),
-            })),
-            other => Err(unexpected(other).into()),
-        }
+        let deadline = crate::deadline::of(request.metadata());
+        let status = self.service.heartbeat(heartbeat, deadline).await?;
+        Ok(Response::new(HeartbeatResponse {
+            status: status.to_string(),
+        }))
     }
 
     async fn get_media_node(
@@ -71,13 +61,12 @@ impl MediaNodeService for ClientApi {
         request: Request<GetMediaNodeRequest>,
     ) -> Result<Response<MediaNode>, Status> {
         let req = request.get_ref();
-        self.read_barrier(&request, req.consistency).await?;
-        let load = self.loads();
-        let applied = crate::raft::read(&self.applied);
+        let applied = self.read(&request, req.consistency).await?;
+        let load = self.service.loads();
         let node = applied
             .state
-            .media_node(&req.id)
-            .ok_or_else(|| Error::from(state::Error::not_found("media node", &req.id)))?;
+            .find_media_node(&req.id)
+            .map_err(Error::from)?;
         Ok(Response::new(media_node(
             node,
             sessions_on(&applied.state, &node.id),
@@ -90,9 +79,8 @@ impl MediaNodeService for ClientApi {
         request: Request<ListMediaNodesRequest>,
     ) -> Result<Response<ListMediaNodesResponse>, Status> {
         let req = request.get_ref();
-        self.read_barrier(&request, req.consistency).await?;
-        let load = self.loads();
-        let applied = crate::raft::read(&self.applied);
+        let applied = self.read(&request, req.consistency).await?;
+        let load = self.service.loads();
         let after = optional(req.page_token.clone());
         let (media_nodes, next_page_token) = page(
             applied
@@ -126,7 +114,7 @@ impl MediaNodeService for ClientApi {
         };
         match self.apply(&request, req.request_id, write).await? {
             Outcome::MediaNode(node) => {
-                let load = self.loads();
+                let load = self.service.loads();
                 let applied = crate::raft::read(&self.applied);
                 Ok(Response::new(media_node(
                     &node,
@@ -134,7 +122,7 @@ impl MediaNodeService for ClientApi {
                     load(&node.id),
                 )))
             }
-            other => Err(unexpected(other).into()),
+            other => Err(reused_request_id(other).into()),
         }
     }
 
@@ -155,7 +143,7 @@ impl MediaNodeService for ClientApi {
                 media_node: Some(media_node(&node, displaced_sessions.clone(), None)),
                 displaced_session_ids: displaced_sessions,
             })),
-            other => Err(unexpected(other).into()),
+            other => Err(reused_request_id(other).into()),
         }
     }
 }

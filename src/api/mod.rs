@@ -1,11 +1,12 @@
 //! The client port: the public gRPC API of every master.
 //!
-//! Protobuf types stay here; handlers turn requests into [`Write`]s or local reads, and
-//! every failure into a `tonic::Status` through [`crate::error::Error`].
+//! Protobuf types stay here; handlers translate requests into the service layer's
+//! ([`crate::service`]) and its answers back, and every failure into a `tonic::Status`
+//! through [`crate::error::Error`]. No rule and no validation is written here.
 //!
-//! - Writes go through the [`Forwarder`] to the leader, wherever they arrived.
-//! - Reads are linearizable unless the request says `CONSISTENCY_STALE`: the
-//!   forwarder first brings this master up to the leader's read index.
+//! - Writes go through the service to the leader, wherever they arrived.
+//! - Reads are linearizable unless the request says `CONSISTENCY_STALE`: the service
+//!   first brings this master up to the leader's read index.
 //! - Every service sits behind the API-secret check; the standard health service and
 //!   server reflection do not, so that load balancers and generic gRPC tools work.
 //! - Every answer names the answering master and the leader it knows (response headers,
@@ -14,7 +15,6 @@
 mod cluster;
 mod connection;
 mod convert;
-mod forward;
 mod health;
 mod leader_hint;
 mod license;
@@ -25,15 +25,14 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::Router;
 use tower::layer::util::{Identity, Stack};
 
-pub use forward::Forwarder;
 pub use health::report_health;
 pub use leader_hint::{LEADER_HEADER, MASTER_HEADER};
 
 use crate::auth::BearerCheck;
 use crate::error::Error;
-use crate::leader::{Fleet, Write, Written};
 use crate::license::LicenseConfig;
-use crate::raft::{NodeId, Raft, SharedApplied};
+use crate::raft::{Applied, NodeId, Raft, SharedApplied};
+use crate::service::{Consistency, Service, Write};
 use crate::state::Outcome;
 
 /// Generated protobuf types of the public API.
@@ -72,8 +71,7 @@ pub struct ClientApi {
     id: NodeId,
     raft: Raft,
     applied: SharedApplied,
-    forwarder: Forwarder,
-    fleet: Fleet,
+    service: Service,
     license: Option<LicenseConfig>,
     max_message_bytes: usize,
     /// The state digest and the applied index it was computed at: hashing the whole
@@ -87,8 +85,7 @@ impl ClientApi {
         id: NodeId,
         raft: Raft,
         applied: SharedApplied,
-        forwarder: Forwarder,
-        fleet: Fleet,
+        service: Service,
         license: Option<LicenseConfig>,
         max_message_bytes: usize,
     ) -> Self {
@@ -96,8 +93,7 @@ impl ClientApi {
             id,
             raft,
             applied,
-            forwarder,
-            fleet,
+            service,
             license,
             max_message_bytes,
             digest: Default::default(),
@@ -165,51 +161,38 @@ impl ClientApi {
             )))
     }
 
-    /// Has the leader execute `write` (see [`Forwarder::write`]) by the call's deadline.
-    async fn write<T>(
-        &self,
-        request: &tonic::Request<T>,
-        request_id: String,
-        write: Write,
-    ) -> Result<Written, Error> {
-        let deadline = crate::deadline::of(request.metadata());
-        self.forwarder
-            .write(optional(request_id), write, deadline)
-            .await
-    }
-
-    /// A domain write: its outcome, or the state machine's refusal.
+    /// Has the leader apply `write` by the call's deadline: its outcome, or the state
+    /// machine's refusal.
     async fn apply<T>(
         &self,
         request: &tonic::Request<T>,
         request_id: String,
         write: Write,
     ) -> Result<Outcome, Error> {
-        match self.write(request, request_id, write).await? {
-            Written::Outcome(outcome) => Ok(outcome),
-            Written::Cluster { .. } => Err(Error::Internal(
-                "a domain write returned a membership result".into(),
-            )),
-        }
+        let deadline = crate::deadline::of(request.metadata());
+        self.service
+            .write(optional(request_id), write, deadline)
+            .await
     }
 
-    /// Waits until a read of the local state is as fresh as `consistency` asks.
-    async fn read_barrier<T>(
+    /// The applied state, once it is as fresh as the request's `consistency` asks.
+    async fn read<T>(
         &self,
         request: &tonic::Request<T>,
         consistency: i32,
-    ) -> Result<(), Error> {
-        match pb::Consistency::try_from(consistency) {
-            Ok(pb::Consistency::Stale) => Ok(()),
-            Ok(pb::Consistency::Linearizable) => {
-                let deadline = crate::deadline::of(request.metadata());
-                self.forwarder.linearize(deadline).await
+    ) -> Result<std::sync::RwLockReadGuard<'_, Applied>, Error> {
+        let consistency = match pb::Consistency::try_from(consistency) {
+            Ok(pb::Consistency::Stale) => Consistency::Stale,
+            Ok(pb::Consistency::Linearizable) => Consistency::Linearizable,
+            Err(_) => {
+                return Err(Error::invalid(
+                    "consistency",
+                    format!("unknown value {consistency}"),
+                ));
             }
-            Err(_) => Err(Error::invalid(
-                "consistency",
-                format!("unknown value {consistency}"),
-            )),
-        }
+        };
+        let deadline = crate::deadline::of(request.metadata());
+        self.service.read(consistency, deadline).await
     }
 }
 
@@ -232,15 +215,6 @@ fn oversize_is_resource_exhausted<B>(
         );
     }
     response
-}
-
-/// An outcome of another kind than the op asked for can only be a remembered response:
-/// the request id was first used for a different operation.
-fn unexpected(_outcome: Outcome) -> Error {
-    Error::invalid(
-        "request_id",
-        "was already used for a different operation; use a fresh id per operation",
-    )
 }
 
 /// Proto3 has no absent strings: an empty one means "not given".

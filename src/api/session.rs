@@ -7,10 +7,10 @@ use super::pb::{
     CreateSessionRequest, DeleteSessionRequest, DeleteSessionResponse, GetSessionRequest,
     ListSessionsRequest, ListSessionsResponse, Session,
 };
-use super::{ClientApi, optional, page, parse_or_default, unexpected};
+use super::{ClientApi, optional, page, parse_or_default};
 use crate::error::Error;
-use crate::leader::Write;
-use crate::state::{self, Outcome};
+use crate::service::{Write, reused_request_id};
+use crate::state::Outcome;
 
 #[tonic::async_trait]
 impl SessionService for ClientApi {
@@ -29,7 +29,7 @@ impl SessionService for ClientApi {
         };
         match self.apply(&request, req.request_id, write).await? {
             Outcome::Session(session) => Ok(Response::new((&session).into())),
-            other => Err(unexpected(other).into()),
+            other => Err(reused_request_id(other).into()),
         }
     }
 
@@ -38,12 +38,11 @@ impl SessionService for ClientApi {
         request: Request<GetSessionRequest>,
     ) -> Result<Response<Session>, Status> {
         let req = request.get_ref();
-        self.read_barrier(&request, req.consistency).await?;
-        let applied = crate::raft::read(&self.applied);
+        let applied = self.read(&request, req.consistency).await?;
         let session = applied
             .state
-            .session(&req.session_id)
-            .ok_or_else(|| Error::from(state::Error::not_found("session", &req.session_id)))?;
+            .find_session(&req.session_id)
+            .map_err(Error::from)?;
         Ok(Response::new(session.into()))
     }
 
@@ -52,8 +51,7 @@ impl SessionService for ClientApi {
         request: Request<ListSessionsRequest>,
     ) -> Result<Response<ListSessionsResponse>, Status> {
         let req = request.get_ref();
-        self.read_barrier(&request, req.consistency).await?;
-        let applied = crate::raft::read(&self.applied);
+        let applied = self.read(&request, req.consistency).await?;
         let after = optional(req.page_token.clone());
         let (sessions, next_page_token) = page(
             applied
@@ -74,9 +72,6 @@ impl SessionService for ClientApi {
         request: Request<DeleteSessionRequest>,
     ) -> Result<Response<DeleteSessionResponse>, Status> {
         let req = request.get_ref().clone();
-        if req.session_id.is_empty() {
-            return Err(Error::invalid("session_id", "is required").into());
-        }
         let write = Write::DeleteSession {
             session_id: req.session_id,
         };
@@ -89,7 +84,7 @@ impl SessionService for ClientApi {
                 session_id,
                 connections_removed,
             })),
-            other => Err(unexpected(other).into()),
+            other => Err(reused_request_id(other).into()),
         }
     }
 }

@@ -15,8 +15,7 @@ use rand::RngCore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::autoscaling::{Policy, advise};
-use super::fleet::Fleet;
+use crate::fleet::{Fleet, Policy, advise};
 use crate::raft::{Raft, SharedApplied, leading_term, propose, read};
 use crate::state::{AutoscalingAdvice, MediaNodeStatus, Op, Outcome};
 

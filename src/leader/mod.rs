@@ -1,26 +1,19 @@
-//! What only the leader does, always by proposing commands, so that what it decides is
-//! replicated like any client write:
+//! The leader-only tasks: they run while this master leads and act only by proposing
+//! commands, so that what they decide is replicated like any client write. (Client
+//! requests are executed on the leader by the service layer's
+//! [`Proposer`](crate::service::Proposer).)
 //!
-//! - [`Proposer`] executes client writes: it turns a [`Write`] into a command (the
-//!   leader's clock, ids and tokens from its CSPRNG, a media node) and proposes it;
-//! - [`Fleet`] is the leader's soft view of the media nodes (heartbeats, load, sessions
-//!   placed since), from which it chooses nodes for new sessions;
-//! - leader-only tasks run while this master leads: [`record_joined_masters`], and
-//!   [`tend_media_nodes`], which declares silent nodes CRASHED, places every session
-//!   waiting for a node and keeps the autoscaling advice ([`advise`]) up to date, and
-//!   [`check_license`], which meters usage and checks the license.
+//! - [`record_joined_masters`] records each master that holds the log;
+//! - [`tend_media_nodes`] declares silent nodes CRASHED, places every session waiting
+//!   for a node and keeps the autoscaling advice ([`crate::fleet::advise`]) up to date,
+//!   reading the leader's soft view of the nodes ([`crate::fleet::Fleet`]);
+//! - [`check_license`] meters usage and checks the license.
 
-mod autoscaling;
-mod fleet;
 mod license;
 mod media_nodes;
-mod write;
 
-pub use autoscaling::{Advice, NodeLoad, Policy, advise};
-pub use fleet::{Fleet, LOAD_PER_PLACED_SESSION};
 pub use license::check_license;
 pub use media_nodes::tend_media_nodes;
-pub use write::{Proposer, Write, Written};
 
 use std::collections::BTreeSet;
 

@@ -32,13 +32,14 @@ use tracing::Instrument;
 
 pub use formation::{Formation, FormationError};
 
-use crate::api::{ClientApi, Forwarder};
+use crate::api::ClientApi;
 use crate::auth::BearerCheck;
 use crate::config::Config;
-use crate::leader::{Fleet, Proposer};
+use crate::fleet::Fleet;
 use crate::network::pb::peer_server::PeerServer as PeerGrpc;
 use crate::network::{PeerNetwork, PeerServer};
 use crate::raft::{NodeId, Raft, SharedApplied, StateMachineStore};
+use crate::service::{Proposer, Service};
 use crate::storage::FlusherThread;
 
 /// Why a master could not start.
@@ -283,13 +284,18 @@ impl Master {
             )
             .instrument(span.clone()),
         );
-        let forwarder = Forwarder::new(raft.clone(), proposer, network);
+        let service = Service::new(
+            raft.clone(),
+            applied.clone(),
+            proposer,
+            Arc::new(network),
+            fleet,
+        );
         let api = ClientApi::new(
             id,
             raft.clone(),
             applied.clone(),
-            forwarder,
-            fleet,
+            service,
             config.license.clone(),
             config.max_message_bytes,
         );

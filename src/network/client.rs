@@ -22,10 +22,10 @@ use tonic::transport::{Channel, Endpoint};
 use super::pb::peer_client::PeerClient;
 use super::pb::{self, snapshot_chunk};
 use crate::auth::BearerToken;
+use crate::codec;
 use crate::error::Error;
-use crate::leader::{Write, Written};
 use crate::raft::{NodeId, Snapshot, TypeConfig, Vote};
-use crate::storage::codec;
+use crate::service::{Executed, LeaderLink, Request};
 
 type C = TypeConfig;
 type Client = PeerClient<InterceptedService<Channel, BearerToken>>;
@@ -430,35 +430,36 @@ where
         .map_err(|e| Error::Internal(format!("undecodable reply from {addr}: {e}")))?
 }
 
-/// Has the leader at `addr` execute a client write (see [`crate::leader::Proposer`]).
-pub async fn forward(
-    network: &PeerNetwork,
-    addr: &str,
-    request_id: Option<&str>,
-    write: &Write,
-    deadline: tokio::time::Instant,
-) -> Result<Written, Error> {
-    call_master(
-        network,
-        addr,
-        &(request_id, write),
-        deadline,
-        |mut c, r| async move { c.forward(r).await },
-    )
-    .await
-}
+/// Forwarding to the leader rides the same channels as Raft.
+impl LeaderLink for PeerNetwork {
+    fn execute<'a>(
+        &'a self,
+        addr: &'a str,
+        request: &'a Request,
+        deadline: tokio::time::Instant,
+    ) -> futures::future::BoxFuture<'a, Result<Executed, Error>> {
+        Box::pin(call_master(
+            self,
+            addr,
+            request,
+            deadline,
+            |mut c, r| async move { c.forward(r).await },
+        ))
+    }
 
-/// Asks the leader at `addr` for a read index: the log index this master must apply
-/// before it serves a linearizable read.
-pub async fn read_index(
-    network: &PeerNetwork,
-    addr: &str,
-    deadline: tokio::time::Instant,
-) -> Result<u64, Error> {
-    call_master(network, addr, &(), deadline, |mut c, r| async move {
-        c.read_index(r).await
-    })
-    .await
+    fn read_index<'a>(
+        &'a self,
+        addr: &'a str,
+        deadline: tokio::time::Instant,
+    ) -> futures::future::BoxFuture<'a, Result<u64, Error>> {
+        Box::pin(call_master(
+            self,
+            addr,
+            &(),
+            deadline,
+            |mut c, r| async move { c.read_index(r).await },
+        ))
+    }
 }
 
 /// Whether a failed call never left this master: its connection could not be made.

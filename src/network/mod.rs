@@ -15,7 +15,7 @@ mod server;
 #[cfg(test)]
 mod tests;
 
-pub use client::{PeerNetwork, forward, probe, read_index};
+pub use client::{PeerNetwork, probe};
 pub use server::{LeaderContact, PeerServer};
 
 /// Generated protobuf types of the peer port.

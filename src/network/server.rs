@@ -10,10 +10,10 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::pb::peer_server::Peer;
 use super::pb::{self, snapshot_chunk};
+use crate::codec;
 use crate::error::Error;
-use crate::leader::{Proposer, Write, Written};
-use crate::raft::{Raft, SharedApplied, Snapshot, SnapshotMeta, TypeConfig, Vote, not_leader};
-use crate::storage::codec;
+use crate::raft::{Raft, SharedApplied, Snapshot, SnapshotMeta, TypeConfig, Vote};
+use crate::service::{self, Executed, Proposer, read_index_by};
 
 type C = TypeConfig;
 
@@ -282,19 +282,10 @@ impl Peer for PeerServer {
         request: Request<pb::Payload>,
     ) -> Result<Response<pb::Payload>, Status> {
         let deadline = crate::deadline::of(request.metadata());
-        let (request_id, write): (Option<String>, Write) = decode(request.get_ref())?;
+        let forwarded: service::Request = decode(request.get_ref())?;
         let running = self.running()?;
-        let result: Result<Written, Error> =
-            match tokio::time::timeout_at(deadline, running.proposer.execute(request_id, write))
-                .await
-            {
-                Ok(result) => result,
-                Err(_) => Err(Error::Unavailable(
-                    "the write did not complete within its deadline; its outcome is unknown: \
-                     retry with the same request_id"
-                        .into(),
-                )),
-            };
+        let result: Result<Executed, Error> =
+            running.proposer.execute_by(forwarded, deadline).await;
         reply(&result)
     }
 
@@ -303,22 +294,7 @@ impl Peer for PeerServer {
         request: Request<pb::Payload>,
     ) -> Result<Response<pb::Payload>, Status> {
         let deadline = crate::deadline::of(request.metadata());
-        let raft = self.raft()?;
-        let linearizer = tokio::time::timeout_at(
-            deadline,
-            raft.get_read_linearizer(openraft::ReadPolicy::ReadIndex),
-        )
-        .await;
-        let result: Result<u64, Error> = match linearizer {
-            Err(_) => Err(Error::Unavailable(
-                "leadership not confirmed by a quorum within the deadline".into(),
-            )),
-            Ok(Ok(linearizer)) => Ok(linearizer.read_log_id().index()),
-            Ok(Err(openraft::errors::RaftError::APIError(
-                openraft::errors::LinearizableReadError::ForwardToLeader(f),
-            ))) => Err(not_leader(*raft.node_id(), f.leader_id)),
-            Ok(Err(e)) => Err(Error::Unavailable(format!("no read index: {e}"))),
-        };
+        let result: Result<u64, Error> = read_index_by(self.raft()?, deadline).await;
         reply(&result)
     }
 }

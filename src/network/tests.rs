@@ -22,8 +22,8 @@ use super::pb::peer_server::{Peer, PeerServer};
 use super::pb::{self, SnapshotChunk};
 use super::{PeerNetwork, client::PeerConnection};
 use crate::auth::BearerCheck;
+use crate::codec;
 use crate::raft::{Entry, TypeConfig, Vote};
-use crate::storage::codec;
 
 type C = TypeConfig;
 

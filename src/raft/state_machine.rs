@@ -16,9 +16,10 @@ use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 
-use super::types::{LogId, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::codec;
 use crate::state::{Outcome, State};
-use crate::storage::{SnapshotData, SnapshotStore, codec};
+use crate::storage::{SnapshotData, SnapshotStore};
+use crate::type_config::{LogId, SnapshotMeta, StoredMembership, TypeConfig};
 
 /// The applied state as the rest of the master reads it.
 #[derive(Debug, Default)]
@@ -50,7 +51,7 @@ impl StateMachineStore {
         let started = std::time::Instant::now();
         if let Some((meta, data)) = snapshots.load()? {
             let loaded = started.elapsed();
-            applied.state = crate::storage::codec::decode(&data)?;
+            applied.state = crate::codec::decode(&data)?;
             applied.last_applied = meta.last_log_id;
             applied.membership = meta.last_membership;
             tracing::info!(
@@ -135,7 +136,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Self::SnapshotData,
     ) -> Result<(), io::Error> {
         let data = snapshot.into_bytes().await?;
-        let state: State = crate::storage::codec::decode(&data)?;
+        let state: State = crate::codec::decode(&data)?;
         let bytes = data.len();
         // Stored unless an equal or newer snapshot already is; the state follows the
         // leader's snapshot either way.

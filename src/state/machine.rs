@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{
-    AutoscalingAdvice, Command, Connection, ConnectionStatus, License, LicenseStatus, MediaNode,
-    MediaNodeStatus, Millis, Op, RequestLog, Response, Session, TokenOwner, validate_request_id,
+    AutoscalingAdvice, Command, Connection, ConnectionStatus, Error, License, LicenseStatus,
+    MediaNode, MediaNodeStatus, Millis, Op, RequestLog, Response, Session, TokenOwner,
+    validate_request_id,
 };
 
 /// Everything the masters agree on.
@@ -184,6 +185,26 @@ impl State {
         self.sessions.get(session_id)
     }
 
+    /// The session with this id, or NOT_FOUND naming it.
+    pub fn find_session(&self, session_id: &str) -> Result<&Session, Error> {
+        self.session(session_id)
+            .ok_or_else(|| Error::not_found("session", session_id))
+    }
+
+    /// The connection `connection_id` of session `session_id` with its session, or
+    /// NOT_FOUND naming whichever is missing.
+    pub fn find_connection(
+        &self,
+        session_id: &str,
+        connection_id: &str,
+    ) -> Result<(&Session, &Connection), Error> {
+        let session = self.find_session(session_id)?;
+        let connection = session.connection(connection_id).ok_or_else(|| {
+            Error::not_found("connection", format!("{session_id}/{connection_id}"))
+        })?;
+        Ok((session, connection))
+    }
+
     /// All sessions, ordered by id.
     pub fn sessions(&self) -> impl Iterator<Item = &Session> {
         self.sessions.values()
@@ -230,6 +251,12 @@ impl State {
     /// The media node with this id.
     pub fn media_node(&self, media_node_id: &str) -> Option<&MediaNode> {
         self.media_nodes.get(media_node_id)
+    }
+
+    /// The media node with this id, or NOT_FOUND naming it.
+    pub fn find_media_node(&self, media_node_id: &str) -> Result<&MediaNode, Error> {
+        self.media_node(media_node_id)
+            .ok_or_else(|| Error::not_found("media node", media_node_id))
     }
 
     /// All registered media nodes, ordered by id.

@@ -19,9 +19,9 @@ use std::ops::{Bound, RangeBounds};
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
 
-use super::codec;
 use super::durable::Flusher;
-use crate::raft::{Entry, LogId, TypeConfig, Vote};
+use crate::codec;
+use crate::type_config::{Entry, LogId, TypeConfig, Vote};
 
 const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";

@@ -4,7 +4,6 @@
 //! sled alone is not durable enough for Raft (see [`durable`]): every acknowledgement
 //! waits for an explicit flush and fsync, batched across concurrent writers.
 
-pub mod codec;
 pub mod durable;
 mod log_store;
 mod snapshot_store;

@@ -28,9 +28,9 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use super::codec;
 use super::durable::{CHUNK_BYTES, Flusher, sync_dir_files};
-use crate::raft::SnapshotMeta;
+use crate::codec;
+use crate::type_config::SnapshotMeta;
 
 /// The main database's key naming the current snapshot.
 const CURRENT: &[u8] = b"current";
@@ -405,7 +405,7 @@ fn read_current(names: &sled::Tree) -> io::Result<Option<Current>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft::TypeConfig;
+    use crate::type_config::TypeConfig;
 
     fn meta(index: u64) -> SnapshotMeta {
         SnapshotMeta {

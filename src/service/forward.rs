@@ -1,34 +1,59 @@
-//! The way from any master to the leader, for writes and for linearizable reads.
+//! The way from any master to the leader, for requests and for linearizable reads.
 //!
-//! - A write is executed here if this master leads, and otherwise forwarded over the
+//! - A request is executed here if this master leads, and otherwise forwarded over the
 //!   peer port to the leader its Raft knows; the leader's answer is relayed unchanged.
 //!   With no leader known (an election), or a leader that turns out not to be one, the
-//!   write waits for Raft to name a leader and tries again, until the call's deadline;
-//!   then it answers UNAVAILABLE. A write whose outcome became unknown (the leader died
-//!   with it in flight) is resent only if it carries a request id, which makes the resend
-//!   harmless; otherwise the client hears UNAVAILABLE and decides.
+//!   request waits for Raft to name a leader and tries again, until the call's deadline;
+//!   then it answers UNAVAILABLE. A request whose outcome became unknown (the leader
+//!   died with it in flight) is resent only if that is harmless (see
+//!   [`Request::is_resendable`]); otherwise the client hears UNAVAILABLE and decides.
 //! - A linearizable read asks the leader for a read index (the leader confirms with a
 //!   quorum that it still leads, then answers its commit index), waits until this
 //!   master has applied that index, and is then served from local state (Raft §8,
-//!   "read index"). On the leader this is openraft's own read-index linearizer.
+//!   "read index").
+//!
+//! The peer port itself is behind [`LeaderLink`], which the network layer implements:
+//! this layer sits below the transport and never names it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use openraft::RaftMetrics;
 use openraft::async_runtime::WatchReceiver;
-use openraft::errors::{LinearizableReadError, RaftError};
 use openraft::type_config::alias::WatchReceiverOf;
-use openraft::{RaftMetrics, ReadPolicy};
 use tokio::time::Instant;
 
+use super::proposer::{Proposer, read_index_by};
+use super::request::{Executed, Request};
 use crate::deadline::remaining;
 use crate::error::Error;
-use crate::leader::{Proposer, Write, Written};
-use crate::network::PeerNetwork;
 use crate::raft::{NodeId, Raft, TypeConfig};
 
 /// How long a master waits before retrying toward a leader that refused or could not
 /// be reached, unless Raft reports a change sooner.
 const RETRY_BACKOFF: Duration = Duration::from_millis(20);
+
+/// The two calls a follower makes to the leader at `addr`, answered there by
+/// [`Proposer::execute_by`] and [`read_index_by`]. A failure to reach the leader at all
+/// (nothing was sent) is [`Error::Unreachable`]; any other transport failure is
+/// [`Error::Unavailable`].
+pub trait LeaderLink: Send + Sync + 'static {
+    /// Has the leader at `addr` execute `request` by `deadline`.
+    fn execute<'a>(
+        &'a self,
+        addr: &'a str,
+        request: &'a Request,
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<Executed, Error>>;
+
+    /// Asks the leader at `addr` for a read index by `deadline`.
+    fn read_index<'a>(
+        &'a self,
+        addr: &'a str,
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<u64, Error>>;
+}
 
 /// Where a request should go now.
 enum Target {
@@ -40,21 +65,21 @@ enum Target {
     Unknown,
 }
 
-/// Routes writes and read indexes to the leader.
+/// Routes requests and read indexes to the leader.
 #[derive(Clone)]
 pub struct Forwarder {
     raft: Raft,
     proposer: Proposer,
-    network: PeerNetwork,
+    link: Arc<dyn LeaderLink>,
 }
 
 impl Forwarder {
-    /// A forwarder for this master's `raft`, reaching peers over `network`.
-    pub fn new(raft: Raft, proposer: Proposer, network: PeerNetwork) -> Self {
+    /// A forwarder for this master's `raft`, reaching the leader over `link`.
+    pub fn new(raft: Raft, proposer: Proposer, link: Arc<dyn LeaderLink>) -> Self {
         Forwarder {
             raft,
             proposer,
-            network,
+            link,
         }
     }
 
@@ -69,39 +94,18 @@ impl Forwarder {
         }
     }
 
-    /// Has the leader execute `write`, waiting for one until `deadline`.
-    pub async fn write(
-        &self,
-        request_id: Option<String>,
-        write: Write,
-        deadline: Instant,
-    ) -> Result<Written, Error> {
-        write.validate()?;
-        if let Some(id) = &request_id {
-            crate::state::validate_request_id(id)?;
-        }
-        let resendable = request_id.is_some() || write.is_idempotent();
+    /// Has the leader execute `request`, waiting for one until `deadline`.
+    pub async fn execute(&self, request: Request, deadline: Instant) -> Result<Executed, Error> {
+        request.validate()?;
+        let resendable = request.is_resendable();
         let mut metrics = self.raft.metrics();
         let mut last_error = None;
         loop {
             let target = self.target(&metrics.borrow_watched());
             let attempt = match target {
-                Target::Here => Some(
-                    tokio::time::timeout_at(
-                        deadline,
-                        self.proposer.execute(request_id.clone(), write.clone()),
-                    )
-                    .await
-                    .unwrap_or_else(|_| Err(outcome_unknown())),
-                ),
+                Target::Here => Some(self.proposer.execute_by(request.clone(), deadline).await),
                 Target::Peer(leader, addr) => {
-                    let forward = crate::network::forward(
-                        &self.network,
-                        &addr,
-                        request_id.as_deref(),
-                        &write,
-                        deadline,
-                    );
+                    let forward = self.link.execute(&addr, &request, deadline);
                     if resendable {
                         Some(self.unless_leader_changes(leader, forward).await)
                     } else {
@@ -132,13 +136,10 @@ impl Forwarder {
         loop {
             let target = self.target(&metrics.borrow_watched());
             let index = match target {
-                Target::Here => Some(self.local_read_index(deadline).await),
+                Target::Here => Some(read_index_by(&self.raft, deadline).await),
                 Target::Peer(leader, addr) => Some(
-                    self.unless_leader_changes(
-                        leader,
-                        crate::network::read_index(&self.network, &addr, deadline),
-                    )
-                    .await,
+                    self.unless_leader_changes(leader, self.link.read_index(&addr, deadline))
+                        .await,
                 ),
                 Target::Unknown => None,
             };
@@ -157,8 +158,8 @@ impl Forwarder {
     /// Runs `call` to the leader this master knows, but gives up as soon as Raft names
     /// another one: a leader that was paused or cut off neither answers nor refuses,
     /// and its successor can take the request at once. Only for requests that may be
-    /// sent again (reads, and writes under a request id): the abandoned one may still
-    /// have been applied.
+    /// sent again (reads, and resendable requests): the abandoned one may still have
+    /// been applied.
     async fn unless_leader_changes<T>(
         &self,
         leader: NodeId,
@@ -180,25 +181,6 @@ impl Forwarder {
             _ = changed => Err(Error::Unavailable(
                 "the leader changed while the request was in flight".into(),
             )),
-        }
-    }
-
-    /// The read index confirmed by this master as leader.
-    async fn local_read_index(&self, deadline: Instant) -> Result<u64, Error> {
-        let linearizer = tokio::time::timeout_at(
-            deadline,
-            self.raft.get_read_linearizer(ReadPolicy::ReadIndex),
-        )
-        .await
-        .map_err(|_| {
-            Error::Unavailable("leadership not confirmed by a quorum within the deadline".into())
-        })?;
-        match linearizer {
-            Ok(linearizer) => Ok(linearizer.read_log_id().index()),
-            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
-                Err(crate::raft::not_leader(*self.raft.node_id(), f.leader_id))
-            }
-            Err(e) => Err(Error::Unavailable(format!("no read index: {e}"))),
         }
     }
 
@@ -229,14 +211,6 @@ async fn wait_for_change(
     }
     let _ = tokio::time::timeout_at(deadline.min(now + RETRY_BACKOFF), metrics.changed()).await;
     Instant::now() < deadline
-}
-
-fn outcome_unknown() -> Error {
-    Error::Unavailable(
-        "the write did not complete within its deadline; its outcome is unknown: retry with \
-         the same request_id"
-            .into(),
-    )
 }
 
 /// The answer once the deadline came: the last failure seen, or the lack of a leader.

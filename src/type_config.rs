@@ -1,4 +1,5 @@
-//! The openraft type configuration of Chorus.
+//! The openraft type configuration of Chorus: the bottom layer that storage, Raft and
+//! the peer network share, beside [`crate::state`] whose types it names.
 //!
 //! Log entries carry a [`Command`]; applying one yields a [`Response`]. Nodes are
 //! identified by `u64` and addressed by their peer-port address ([`BasicNode`]).
@@ -18,8 +19,6 @@ openraft::declare_raft_types!(
 
 /// A master's Raft node id.
 pub type NodeId = u64;
-/// The Raft handle of a master.
-pub type Raft = openraft::Raft<TypeConfig, crate::raft::StateMachineStore>;
 /// A log entry of Chorus's log.
 pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
 /// A log id (term, leader, index).

@@ -1,5 +1,6 @@
 //! The leader's soft view of the media nodes: when each last sent a heartbeat, the load
-//! it reported, and how many sessions the leader placed on it since. None of it is
+//! it reported, and how many sessions the leader placed on it since; and the autoscaling
+//! advice drawn from it ([`advise`]). None of it is
 //! logged (it changes with every heartbeat); only the decisions drawn from it are.
 //!
 //! - **Liveness.** A RUNNING node not heard from for the node timeout is declared
@@ -17,7 +18,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::autoscaling::NodeLoad;
+mod autoscaling;
+
+pub use autoscaling::{Advice, NodeLoad, Policy, advise};
+
 use crate::state::{MediaNodeStatus, State};
 
 /// Load points (of 0–100) a session placed on a node is assumed to add until the node's
