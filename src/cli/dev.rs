@@ -82,8 +82,21 @@ pub async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
         "dev cluster running; Ctrl-C stops it"
     );
 
-    stopped.await;
+    // A master whose Raft failed could not rejoin without a restart: stop them all and
+    // say so, as a supervisor of `chorus serve` would see it exit.
+    let failure = {
+        let failures = masters
+            .iter()
+            .map(|m| Box::pin(async move { (m.id(), m.raft_failure().await) }));
+        tokio::select! {
+            _ = stopped => None,
+            ((id, reason), _, _) = futures::future::select_all(failures) => Some((id, reason)),
+        }
+    };
     // The whole group stops: no leadership handover, every master at once.
     futures::future::join_all(masters.into_iter().map(|m| m.stop(false))).await;
-    Ok(())
+    match failure {
+        None => Ok(()),
+        Some((id, reason)) => Err(format!("master {id}: raft stopped: {reason}").into()),
+    }
 }

@@ -11,8 +11,13 @@
 //!    forms the group;
 //! 5. serve the client port.
 //!
+//! Each step is a function below, failing with its own [`StartError`].
+//!
 //! Shutdown runs the other way: a leader first hands leadership to a caught-up
-//! follower, then both ports stop, then Raft, then the store is flushed.
+//! follower, then both ports stop, then Raft, then the store is flushed. A Raft that
+//! stops on its own (openraft's `Fatal`: a storage error, a panic in its core) stops the
+//! master too: [`run`] returns [`RunError::RaftStopped`] and `chorus serve` exits
+//! non-zero, so that a supervisor restarts it instead of it serving on as a zombie.
 
 mod formation;
 
@@ -52,10 +57,30 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("the cluster secret cannot be sent in a header: {0}")]
+    ClusterSecret(String),
     #[error(transparent)]
     Formation(#[from] FormationError),
-    #[error("raft: {0}")]
-    Raft(String),
+    #[error("raft configuration: {0}")]
+    RaftConfig(#[from] openraft::ConfigError),
+    #[error("raft did not start: {0}")]
+    RaftStart(String),
+    #[error("initializing the group: {0}")]
+    Initialize(String),
+    #[error("server reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Why a running master stopped other than by being asked to.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// openraft's core stopped on its own (a storage error, a panic): the master cannot
+    /// take part in the group any more, so it stops and exits non-zero for its
+    /// supervisor to restart it, rather than serve on as a zombie.
+    #[error("raft stopped: {0}")]
+    RaftStopped(String),
 }
 
 /// The two bound listening sockets of a master.
@@ -100,6 +125,9 @@ impl Listeners {
 /// How long a stopping master waits for Raft to release the store and the last flush.
 const STORE_CLOSE_DEADLINE: Duration = Duration::from_secs(5);
 
+/// How long a stopping master lets calls on its peer port finish.
+const PEER_DRAIN_DEADLINE: Duration = Duration::from_secs(1);
+
 /// How long a leader shutting down waits for a follower to take over.
 const HANDOVER_DEADLINE: Duration = Duration::from_secs(3);
 
@@ -108,13 +136,166 @@ pub struct Master {
     id: NodeId,
     raft: Raft,
     applied: SharedApplied,
-    stop: CancellationToken,
-    tasks: TaskTracker,
+    tasks: Tasks,
     flusher: FlusherThread,
 }
 
+/// The master's background tasks: owned, instrumented with its span, and stopped
+/// together.
+#[derive(Clone)]
+struct Tasks {
+    stop: CancellationToken,
+    tracker: TaskTracker,
+    span: tracing::Span,
+}
+
+impl Tasks {
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tracker.spawn(task.instrument(self.span.clone()));
+    }
+
+    /// Cancels every task and waits until all have ended.
+    async fn stop(&self) {
+        self.stop.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+/// Step 1: opens the sled store; the state is rebuilt from its snapshot later.
+fn open_store(config: &Config) -> Result<crate::storage::Store, StartError> {
+    let opening = std::time::Instant::now();
+    let store = crate::storage::open(&config.data_dir)?;
+    tracing::info!(
+        elapsed_ms = opening.elapsed().as_millis() as u64,
+        "storage opened"
+    );
+    Ok(store)
+}
+
+/// Step 2: serves the peer port, answering only probes until Raft runs, so that peers
+/// starting at the same time can find each other.
+fn serve_peer_port(
+    config: &Config,
+    listener: TcpListener,
+    pristine: bool,
+    tasks: &Tasks,
+) -> PeerServer {
+    let peer_server = PeerServer::new(
+        crate::network::MAX_SNAPSHOT_BYTES,
+        pristine,
+        tasks.stop.clone(),
+    );
+    let service = InterceptedService::new(
+        PeerGrpc::new(peer_server.clone())
+            .max_decoding_message_size(config.max_message_bytes)
+            .max_encoding_message_size(config.max_message_bytes),
+        BearerCheck::new(&config.cluster_secret),
+    );
+    let stop = tasks.stop.clone();
+    tasks.spawn(async move {
+        let serve = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming(listener), stop.clone().cancelled_owned());
+        // Nothing on the peer port is worth waiting for once Raft is down: every call on
+        // it may be retried elsewhere. Drain briefly, then let the rest go.
+        let drained = async {
+            stop.cancelled().await;
+            tokio::time::sleep(PEER_DRAIN_DEADLINE).await;
+        };
+        tokio::select! {
+            result = serve => if let Err(e) = result {
+                tracing::error!("peer port stopped: {e}");
+            },
+            _ = drained => tracing::warn!(
+                "peer calls still open {PEER_DRAIN_DEADLINE:?} after stopping; closing the port"
+            ),
+        }
+    });
+    peer_server
+}
+
+/// Step 4: starts Raft on the store, with the state rebuilt from the latest snapshot.
+async fn start_raft(
+    config: &Config,
+    network: &PeerNetwork,
+    log: crate::storage::LogStore,
+    snapshots: crate::storage::SnapshotStore,
+) -> Result<(Raft, SharedApplied), StartError> {
+    let state_machine = StateMachineStore::open(snapshots)?;
+    let applied = state_machine.applied();
+    let raft = Raft::new(
+        config.id,
+        raft_config(config)?,
+        network.clone(),
+        log,
+        state_machine,
+    )
+    .await
+    .map_err(|e| StartError::RaftStart(e.to_string()))?;
+    Ok((raft, applied))
+}
+
+/// Initializes the group with every listed voter (only the master that forms it).
+async fn initialize(config: &Config, raft: &Raft) -> Result<(), StartError> {
+    let members: BTreeMap<u64, BasicNode> = config
+        .peers
+        .iter()
+        .map(|(id, addr)| (*id, BasicNode::new(addr)))
+        .collect();
+    tracing::info!(voters = ?members.keys().collect::<Vec<_>>(), "initializing the group");
+    raft.initialize(members)
+        .await
+        .map_err(|e| StartError::Initialize(e.to_string()))
+}
+
+/// The tasks that run beside the ports: change logging and the leader-only tasks.
+fn spawn_background_tasks(
+    config: &Config,
+    raft: &Raft,
+    applied: &SharedApplied,
+    fleet: &Fleet,
+    tasks: &Tasks,
+) {
+    tasks.spawn(log_changes(raft.clone(), tasks.stop.clone()));
+    tasks.spawn(crate::leader::record_joined_masters(
+        raft.clone(),
+        applied.clone(),
+        tasks.stop.clone(),
+    ));
+    tasks.spawn(crate::leader::tend_media_nodes(
+        raft.clone(),
+        applied.clone(),
+        fleet.clone(),
+        config.node_timeout,
+        config.autoscaling,
+        tasks.stop.clone(),
+    ));
+    if let Some(license) = config.license.clone() {
+        tracing::info!(mode = license.source.mode(), "license checks on");
+        if let crate::license::Source::Offline { file, public_key } = &license.source {
+            // Verified here to tell the operator at once; the leader's checks decide.
+            match crate::license::file::load(file, public_key) {
+                Ok(terms) => tracing::info!(
+                    licensee = %terms.licensee,
+                    max_cores = terms.max_cores,
+                    not_after = terms.not_after,
+                    "license file verified"
+                ),
+                Err(e) => tracing::error!("{e}"),
+            }
+        }
+        tasks.spawn(crate::leader::check_license(
+            raft.clone(),
+            applied.clone(),
+            license,
+            tasks.stop.clone(),
+        ));
+    }
+}
+
 /// The openraft configuration derived from ours.
-fn raft_config(config: &Config) -> Result<Arc<openraft::Config>, StartError> {
+fn raft_config(config: &Config) -> Result<Arc<openraft::Config>, openraft::ConfigError> {
     let raft_config = openraft::Config {
         cluster_name: "chorus".into(),
         heartbeat_interval: config.heartbeat_interval.as_millis() as u64,
@@ -139,10 +320,7 @@ fn raft_config(config: &Config) -> Result<Arc<openraft::Config>, StartError> {
         enable_leader_restore: Some(false),
         ..Default::default()
     };
-    raft_config
-        .validate()
-        .map(Arc::new)
-        .map_err(|e| StartError::Raft(e.to_string()))
+    raft_config.validate().map(Arc::new)
 }
 
 impl Master {
@@ -150,140 +328,56 @@ impl Master {
     /// serve; a pristine master first waits for its peers (see [`formation`]).
     pub async fn start(config: Config, listeners: Listeners) -> Result<Master, StartError> {
         let span = tracing::info_span!("master", id = config.id);
-        Self::start_inner(config, listeners, span.clone())
+        let tasks = Tasks {
+            stop: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            span: span.clone(),
+        };
+        match Self::start_steps(config, listeners, &tasks)
             .instrument(span)
             .await
+        {
+            Ok(master) => Ok(master),
+            Err(e) => {
+                tasks.stop().await;
+                Err(e)
+            }
+        }
     }
 
-    async fn start_inner(
+    /// The steps of start-up, in order (see the module doc).
+    async fn start_steps(
         config: Config,
         listeners: Listeners,
-        span: tracing::Span,
+        tasks: &Tasks,
     ) -> Result<Master, StartError> {
-        let id = config.id;
-        let opening = std::time::Instant::now();
-        let store = crate::storage::open(&config.data_dir)?;
-        tracing::info!(
-            elapsed_ms = opening.elapsed().as_millis() as u64,
-            "storage opened"
-        );
+        let store = open_store(&config)?;
         let pristine = store.log.is_pristine()?;
-        let stop = CancellationToken::new();
-        let tasks = TaskTracker::new();
-
-        let network = PeerNetwork::new(id, &config.cluster_secret, config.max_message_bytes)
-            .map_err(|e| StartError::Raft(e.message().to_owned()))?;
-        let peer_server = PeerServer::new(crate::network::MAX_SNAPSHOT_BYTES, pristine);
-        let peer_service = InterceptedService::new(
-            PeerGrpc::new(peer_server.clone())
-                .max_decoding_message_size(config.max_message_bytes)
-                .max_encoding_message_size(config.max_message_bytes),
-            BearerCheck::new(&config.cluster_secret),
-        );
-        let peer_stop = stop.clone();
-        let peer_incoming = incoming(listeners.peer);
-        tasks.spawn(
-            async move {
-                let result = tonic::transport::Server::builder()
-                    .add_service(peer_service)
-                    .serve_with_incoming_shutdown(peer_incoming, peer_stop.cancelled_owned())
-                    .await;
-                if let Err(e) = result {
-                    tracing::error!("peer port stopped: {e}");
-                }
-            }
-            .instrument(span.clone()),
-        );
-
+        let network = PeerNetwork::new(config.id, &config.cluster_secret, config.max_message_bytes)
+            .map_err(|e| StartError::ClusterSecret(e.message().to_owned()))?;
+        let peer_server = serve_peer_port(&config, listeners.peer, pristine, tasks);
         let formation = if pristine {
-            match formation::decide(&config, &network, stop.clone().cancelled_owned()).await {
-                Ok(formation) => Some(formation),
-                Err(e) => {
-                    stop.cancel();
-                    tasks.close();
-                    tasks.wait().await;
-                    return Err(e.into());
-                }
-            }
+            Some(formation::decide(&config, &network, tasks.stop.clone().cancelled_owned()).await?)
         } else {
             None
         };
-
-        let state_machine = StateMachineStore::open(store.snapshots.clone())?;
-        let applied = state_machine.applied();
-        let raft = Raft::new(
-            id,
-            raft_config(&config)?,
-            network.clone(),
-            store.log,
-            state_machine,
-        )
-        .await
-        .map_err(|e| StartError::Raft(e.to_string()))?;
+        let (raft, applied) = start_raft(&config, &network, store.log, store.snapshots).await?;
         let fleet = Fleet::default();
         let proposer = Proposer::new(raft.clone(), applied.clone(), config.limits, fleet.clone());
         peer_server.set_raft(raft.clone(), applied.clone(), proposer.clone());
-
         if formation == Some(Formation::Initialize) {
-            let members: BTreeMap<u64, BasicNode> = config
-                .peers
-                .iter()
-                .map(|(id, addr)| (*id, BasicNode::new(addr)))
-                .collect();
-            tracing::info!(voters = ?members.keys().collect::<Vec<_>>(), "initializing the group");
-            raft.initialize(members)
-                .await
-                .map_err(|e| StartError::Raft(format!("initialize: {e}")))?;
+            initialize(&config, &raft).await?;
         }
-
-        tasks.spawn(log_changes(raft.clone(), stop.clone()).instrument(span.clone()));
-        tasks.spawn(
-            crate::leader::record_joined_masters(raft.clone(), applied.clone(), stop.clone())
-                .instrument(span.clone()),
-        );
-        tasks.spawn(
-            crate::leader::tend_media_nodes(
-                raft.clone(),
-                applied.clone(),
-                fleet.clone(),
-                config.node_timeout,
-                config.autoscaling,
-                stop.clone(),
-            )
-            .instrument(span.clone()),
-        );
-
-        if let Some(license) = config.license.clone() {
-            tracing::info!(mode = license.source.mode(), "license checks on");
-            if let crate::license::Source::Offline { file, public_key } = &license.source {
-                // Verified here to tell the operator at once; the leader's checks decide.
-                match crate::license::file::load(file, public_key) {
-                    Ok(terms) => tracing::info!(
-                        licensee = %terms.licensee,
-                        max_cores = terms.max_cores,
-                        not_after = terms.not_after,
-                        "license file verified"
-                    ),
-                    Err(e) => tracing::error!("{e}"),
-                }
-            }
-            tasks.spawn(
-                crate::leader::check_license(raft.clone(), applied.clone(), license, stop.clone())
-                    .instrument(span.clone()),
-            );
-        }
+        spawn_background_tasks(&config, &raft, &applied, &fleet, tasks);
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        tasks.spawn(
-            crate::api::report_health(
-                raft.clone(),
-                peer_server.leader_contact(),
-                health_reporter,
-                config.heartbeat_interval,
-                config.election_timeout_max,
-                stop.clone(),
-            )
-            .instrument(span.clone()),
-        );
+        tasks.spawn(crate::api::report_health(
+            raft.clone(),
+            peer_server.leader_contact(),
+            health_reporter,
+            config.heartbeat_interval,
+            config.election_timeout_max,
+            tasks.stop.clone(),
+        ));
         let service = Service::new(
             raft.clone(),
             applied.clone(),
@@ -292,41 +386,35 @@ impl Master {
             fleet,
         );
         let api = ClientApi::new(
-            id,
+            config.id,
             raft.clone(),
             applied.clone(),
             service,
             config.license.clone(),
             config.max_message_bytes,
         );
-        let router = api
-            .router(BearerCheck::new(&config.api_secret), health_service)
-            .map_err(|e| StartError::Raft(format!("reflection: {e}")))?;
-        let client_stop = stop.clone();
+        let router = api.router(BearerCheck::new(&config.api_secret), health_service)?;
         let client_incoming = incoming(listeners.client);
-        tasks.spawn(
-            async move {
-                let result = router
-                    .serve_with_incoming_shutdown(client_incoming, client_stop.cancelled_owned())
-                    .await;
-                if let Err(e) = result {
-                    tracing::error!("client port stopped: {e}");
-                }
+        let client_stop = tasks.stop.clone();
+        tasks.spawn(async move {
+            let result = router
+                .serve_with_incoming_shutdown(client_incoming, client_stop.cancelled_owned())
+                .await;
+            if let Err(e) = result {
+                tracing::error!("client port stopped: {e}");
             }
-            .instrument(span.clone()),
-        );
+        });
         tracing::info!(
-            id,
+            id = config.id,
             client = %config.client_addr,
             peer = %config.peer_addr,
             "master started"
         );
         Ok(Master {
-            id,
+            id: config.id,
             raft,
             applied,
-            stop,
-            tasks,
+            tasks: tasks.clone(),
             flusher: store.flusher,
         })
     }
@@ -370,6 +458,21 @@ impl Master {
         }
     }
 
+    /// Resolves if Raft stops without being asked to (openraft's `Fatal`: a storage
+    /// error, a panic in its core), with the reason. A master in that state can neither
+    /// vote nor apply, so the caller stops it.
+    pub async fn raft_failure(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Err(fatal) = &metrics.borrow_watched().running_state {
+                return fatal.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "the Raft core ended".into();
+            }
+        }
+    }
+
     /// Stops gracefully: hands leadership over if this master leads, stops serving,
     /// shuts Raft down and lets the store flush.
     pub async fn shutdown(self) {
@@ -385,12 +488,11 @@ impl Master {
         // Stop accepting calls, then stop Raft before draining the servers: calls still
         // waiting on Raft (a write without quorum, say) get an error and answer
         // UNAVAILABLE instead of holding the drain up forever.
-        self.stop.cancel();
+        self.tasks.stop.cancel();
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!("raft shutdown: {e}");
         }
-        self.tasks.close();
-        self.tasks.wait().await;
+        self.tasks.stop().await;
         match self.flusher.finished(STORE_CLOSE_DEADLINE).await {
             Some(Ok(())) => {}
             Some(Err(e)) => tracing::error!("last flush of the store failed: {e}"),
@@ -445,16 +547,26 @@ fn incoming(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
-/// Runs a master until `shutdown` resolves, then stops it gracefully.
+/// Runs a master until `shutdown` resolves, then stops it gracefully. If Raft stops on
+/// its own first, the master stops and the error says why, so that the process exits
+/// non-zero and its supervisor restarts it.
 pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
-) -> Result<(), StartError> {
+) -> Result<(), RunError> {
     let listeners = Listeners::bind(&config).await?;
     let master = Master::start(config, listeners).await?;
-    shutdown.await;
-    master.shutdown().await;
-    Ok(())
+    tokio::select! {
+        _ = shutdown => {
+            master.shutdown().await;
+            Ok(())
+        }
+        reason = master.raft_failure() => {
+            tracing::error!("raft stopped on its own ({reason}); stopping this master");
+            master.stop(false).await;
+            Err(RunError::RaftStopped(reason))
+        }
+    }
 }
 
 /// Logs one line per leadership change and per membership change.

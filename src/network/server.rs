@@ -6,6 +6,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use openraft::async_runtime::WatchReceiver;
 use openraft::raft::{AppendEntriesRequest, StreamAppendError, TransferLeaderRequest, VoteRequest};
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::pb::peer_server::Peer;
@@ -49,6 +50,9 @@ pub struct PeerServer {
     raft: Arc<OnceLock<Running>>,
     leader_contact: LeaderContact,
     max_snapshot_bytes: usize,
+    /// Cancelled when this master stops: long-lived calls (append streams) end then, so
+    /// that draining the port does not wait for a leader that never closes them.
+    stopping: CancellationToken,
     /// This master's store was empty at start: until Raft runs, it truthfully knows no
     /// group. A master with data answers probes only once Raft runs and knows its
     /// membership, never "no group" in between.
@@ -56,12 +60,14 @@ pub struct PeerServer {
 }
 
 impl PeerServer {
-    /// A server that accepts snapshots up to `max_snapshot_bytes`.
-    pub fn new(max_snapshot_bytes: usize, pristine: bool) -> Self {
+    /// A server that accepts snapshots up to `max_snapshot_bytes`, and ends its append
+    /// streams once `stopping` is cancelled.
+    pub fn new(max_snapshot_bytes: usize, pristine: bool, stopping: CancellationToken) -> Self {
         PeerServer {
             raft: Arc::default(),
             leader_contact: LeaderContact::default(),
             max_snapshot_bytes,
+            stopping,
             pristine,
         }
     }
@@ -151,7 +157,20 @@ impl Peer for PeerServer {
             failure.lock().expect("stream failure poisoned").take()
         })
         .filter_map(|failure| futures::future::ready(failure.map(Err)));
-        Ok(Response::new(Box::pin(results.chain(failed))))
+        // The leader keeps its append stream open for as long as it replicates here; a
+        // stopping master ends it, or draining the port would wait for it forever.
+        let stopping = self.stopping.clone();
+        let stopped = futures::stream::once(async move {
+            stopping
+                .is_cancelled()
+                .then(|| Status::unavailable("this master is stopping"))
+        })
+        .filter_map(|stopped| futures::future::ready(stopped.map(Err)));
+        let results = results
+            .chain(failed)
+            .take_until(self.stopping.clone().cancelled_owned())
+            .chain(stopped);
+        Ok(Response::new(Box::pin(results)))
     }
 
     async fn vote(&self, request: Request<pb::Payload>) -> Result<Response<pb::Payload>, Status> {

@@ -478,7 +478,49 @@ impl Master {
     }
 }
 
+impl Cluster {
+    /// Waits until master `id` exits on its own, and returns its exit status.
+    pub async fn exit_status(&mut self, id: u64) -> std::process::ExitStatus {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(exit) = self.master(id).try_exit_status() {
+                return exit;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "master {id} kept running\n{}",
+                self.logs()
+            );
+            // A child process's exit cannot be awaited through std; poll it.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 impl Master {
+    /// Lowers the running process's open-file limit to `n` descriptors (prlimit(2)), so
+    /// that opening any further file fails with EMFILE.
+    pub fn limit_open_files(&self, n: u64) {
+        let pid = self.child.as_ref().expect("master is not running").id() as i32;
+        let mut old = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        let new = libc::rlimit {
+            rlim_cur: n,
+            rlim_max: n,
+        };
+        // SAFETY: prlimit(2) on the pid of a child we have not yet reaped, with valid
+        // pointers to two rlimit structs.
+        let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &new, &mut old) };
+        assert_eq!(
+            rc,
+            0,
+            "prlimit({pid}) failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
     /// Sends `signal` (e.g. `libc::SIGSTOP`) to the running process.
     pub fn signal(&self, signal: i32) {
         let pid = self.child.as_ref().expect("master is not running").id() as i32;
