@@ -551,7 +551,7 @@ async fn a_write_retried_with_its_request_id_across_a_leader_kill_applies_once()
         .await
         .unwrap();
     // The answers "get lost": the leader dies, and the client retries elsewhere.
-    cluster.master(leader).kill();
+    cluster.kill(leader);
     let survivors: Vec<u64> = cluster.running();
     let client = cluster.client(&survivors);
     let retried_session = client
@@ -585,7 +585,7 @@ async fn a_write_retried_with_its_request_id_across_a_leader_kill_applies_once()
     // With no quorum left, a write waits for a leader until its deadline, then answers
     // UNAVAILABLE; it never tells the client to go find the leader itself.
     let last = survivors[1];
-    cluster.master(survivors[0]).kill();
+    cluster.kill(survivors[0]);
     let stranded = impatient(&cluster, last)
         .create_session(create("no-quorum"))
         .await
@@ -617,7 +617,7 @@ async fn a_client_steers_itself_to_the_leader_and_to_the_next_one() {
     // ids, the third reaches the leader, and there the client stays.
     assert_eq!(preferred_after_writes(&client, 5).await, address(leader));
 
-    cluster.master(leader).kill();
+    cluster.kill(leader);
     let next = loop {
         client
             .create_session(pb::CreateSessionRequest::default())
@@ -688,7 +688,7 @@ async fn a_cut_off_master_serves_stale_reads_refuses_linearizable_ones_and_repor
     health_is(&cluster, cut, ServingStatus::Serving).await;
 
     // Cut the follower off: nothing reaches its peer port any more.
-    cluster.proxies[&cut].set_cut(true);
+    cluster.network.isolate(cut, true);
     writer.create_session(create("after-cut")).await.unwrap();
     let isolated = impatient(&cluster, cut);
     let stale = isolated
@@ -714,7 +714,7 @@ async fn a_cut_off_master_serves_stale_reads_refuses_linearizable_ones_and_repor
     health_is(&cluster, leader, ServingStatus::Serving).await;
 
     // Healed, it catches up and serves again.
-    cluster.proxies[&cut].set_cut(false);
+    cluster.network.isolate(cut, false);
     health_is(&cluster, cut, ServingStatus::Serving).await;
     let healed = cluster.client(&[cut]);
     assert_eq!(
@@ -817,9 +817,9 @@ async fn a_write_forwarded_to_a_paused_leader_moves_to_its_successor() {
     // A paused leader neither answers nor refuses: the forward in flight to it must be
     // abandoned (and resent under its request id) once another master leads, not held
     // until the client's deadline.
-    cluster.masters[&leader].signal(libc::SIGSTOP);
+    cluster.signal(leader, libc::SIGSTOP);
     let created = client.create_session(create("while-paused")).await;
-    cluster.masters[&leader].signal(libc::SIGCONT);
+    cluster.signal(leader, libc::SIGCONT);
     let session = created.unwrap_or_else(|e| panic!("{e:?}\n{}", cluster.logs()));
     assert_eq!(session.id, "while-paused");
     let read = cluster.client(&[follower]);

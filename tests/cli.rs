@@ -120,7 +120,7 @@ async fn client_commands_print_json_follow_failover_and_fail_with_the_code() {
     let mut cluster = common::Cluster::start(3, common::Options::default());
     let leader = cluster.leader().await;
     let dead = *cluster.masters.keys().find(|id| **id != leader).unwrap();
-    cluster.master(dead).kill();
+    cluster.kill(dead);
     let mut order = vec![dead];
     order.extend(cluster.running());
     let endpoints = order

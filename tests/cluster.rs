@@ -70,7 +70,7 @@ where
             let follower = cluster
                 .running()
                 .into_iter()
-                .find(|id| *id != leader && cluster.peers.contains_key(id))?;
+                .find(|id| *id != leader && cluster.peers().contains_key(id))?;
             match call(cluster.cluster_client(follower).await).await {
                 Ok(reply) => Some(reply.into_inner()),
                 Err(status) if status.code() == tonic::Code::Unavailable => None,
@@ -126,7 +126,7 @@ async fn killed_leader_is_replaced_and_rejoins_without_loss() {
     let before = write_sessions(&cluster, "before", 30).await;
 
     let killed_at = Instant::now();
-    cluster.master(old).kill();
+    cluster.kill(old);
     let new = cluster.leader().await;
     println!("new leader {new} after {:?}", killed_at.elapsed());
     assert_ne!(new, old);
@@ -157,7 +157,7 @@ async fn master_down_long_catches_up_by_snapshot() {
     );
     let leader = cluster.leader().await;
     let follower = (1..=3).find(|id| *id != leader).unwrap();
-    cluster.master(follower).kill();
+    cluster.kill(follower);
     let ids = write_sessions(&cluster, "while-down", 80).await;
     // The survivors snapshot and purge the log the follower would need.
     cluster
@@ -168,7 +168,7 @@ async fn master_down_long_catches_up_by_snapshot() {
         .await;
     cluster.restart(follower);
     assert_converged_with(&cluster, [follower], &ids).await;
-    let log = cluster.masters[&follower].log();
+    let log = cluster.log(follower);
     assert!(
         log.contains("snapshot installed"),
         "follower did not catch up by snapshot:\n{log}"
@@ -241,8 +241,8 @@ async fn membership_grows_to_five_and_shrinks_back_under_writes() {
     let (ids, ()) = tokio::join!(writer, changes);
     assert!(!ids.is_empty());
 
-    cluster.master(4).kill();
-    cluster.master(5).kill();
+    cluster.kill(4);
+    cluster.kill(5);
     assert_converged_with(&cluster, 1..=3, &ids).await;
 }
 
@@ -252,14 +252,14 @@ async fn sigterm_hands_leadership_over_and_exits_zero() {
     let leader = cluster.leader().await;
     write_sessions(&cluster, "term", 5).await;
     let started = Instant::now();
-    let status = cluster.master(leader).terminate();
+    let status = cluster.terminate(leader);
     assert!(status.success(), "SIGTERM exit status {status}");
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "stop took {:?}",
         started.elapsed()
     );
-    let log = cluster.masters[&leader].log();
+    let log = cluster.log(leader);
     assert!(log.contains("handing leadership over"), "{log}");
     assert!(
         !log.contains("still in use") && !log.contains("last flush of the store failed"),
@@ -276,12 +276,12 @@ async fn wiped_voter_is_refused() {
     write_sessions(&cluster, "wipe", 3).await;
     cluster.converged().await;
     let victim = (1..=3).find(|id| *id != leader).unwrap();
-    cluster.master(victim).kill();
+    cluster.kill(victim);
     std::fs::remove_dir_all(&cluster.masters[&victim].data_dir).unwrap();
     cluster.restart(victim);
     let exit = cluster.exit_status(victim).await;
     assert!(!exit.success());
-    let log = cluster.masters[&victim].log();
+    let log = cluster.log(victim);
     assert!(log.contains("Raft state was lost"), "{log}");
     // The group goes on.
     cluster.create_session("after-wipe").await;
@@ -303,13 +303,13 @@ async fn a_master_whose_raft_fails_exits_non_zero() {
         .get_cluster_status(pb::GetClusterStatusRequest {})
         .await
         .unwrap();
-    cluster.master(victim).limit_open_files(3);
+    cluster.limit_open_files(victim, 3).unwrap();
     // The snapshot's own database cannot be opened: the build fails, which openraft
     // treats as fatal. The call itself fails or times out; its answer does not matter.
     let _ = client.trigger_snapshot(pb::TriggerSnapshotRequest {}).await;
     let exit = cluster.exit_status(victim).await;
     assert!(!exit.success(), "exit status {exit}");
-    let log = cluster.masters[&victim].log();
+    let log = cluster.log(victim);
     assert!(log.contains("raft stopped"), "{log}");
     // The group goes on without it, and takes it back once restarted.
     cluster.create_session("after-fatal").await;
@@ -319,18 +319,18 @@ async fn a_master_whose_raft_fails_exits_non_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_follower_coming_back_does_not_depose_the_leader() {
-    let mut cluster = Cluster::start(3, Options::default());
+    let cluster = Cluster::start(3, Options::default());
     let leader = cluster.leader().await;
     let term = cluster.status(leader).await.unwrap().term;
     let follower = (1..=3).find(|id| *id != leader).unwrap();
 
     // Paused for several election timeouts: on waking, its election timer has expired.
-    cluster.master(follower).signal(libc::SIGSTOP);
+    cluster.signal(follower, libc::SIGSTOP);
     let ids = write_sessions(&cluster, "paused", 10).await;
     // The pause itself is the fault being injected: its length is the test's input (well
     // past the 600 ms maximum election timeout), not a wait for some condition.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    cluster.master(follower).signal(libc::SIGCONT);
+    cluster.signal(follower, libc::SIGCONT);
 
     // Once it has caught up, the leader and its term are what they were: pre-vote kept
     // the woken follower from starting a disruptive election.
@@ -423,7 +423,7 @@ async fn whole_cluster_killed_and_restarted_keeps_every_acknowledged_write() {
     cluster.leader().await;
     let ids = write_sessions(&cluster, "crash", 60).await;
     for id in 1..=3 {
-        cluster.master(id).kill();
+        cluster.kill(id);
     }
     for id in 1..=3 {
         cluster.restart(id);
@@ -442,7 +442,7 @@ async fn sigterm_stops_a_follower_promptly_and_exits_zero() {
     write_sessions(&cluster, "term", 5).await;
     let victim = (1..=3).find(|id| *id != leader).unwrap();
     let started = Instant::now();
-    let status = cluster.master(victim).terminate();
+    let status = cluster.terminate(victim);
     assert!(status.success(), "SIGTERM exit status {status}");
     assert!(
         started.elapsed() < Duration::from_secs(10),

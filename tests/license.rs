@@ -41,7 +41,7 @@ impl Drop for Authority {
 impl Authority {
     fn start(dir: &Path, state: &str) -> Authority {
         // Restarted on the same port after a stop: one outside the ephemeral range.
-        let port = common::free_port();
+        let port = chorus_testkit::free_port();
         let mut authority = Authority {
             addr: format!("127.0.0.1:{port}"),
             keys: dir.join("keys.toml"),
@@ -226,7 +226,7 @@ async fn an_authority_outage_spends_exactly_the_allowance_and_a_failover_keeps_c
     // The leader dies: the new one continues the same counters (failures go on
     // growing from where they were; nothing is reset or refilled).
     let before = license(&client).await.unwrap();
-    cluster.master(leader).kill();
+    cluster.kill(leader);
     let client = cluster.client(&cluster.running());
     let after = wait_license(&cluster, &client, "the new leader checking", |l| {
         l.failures > before.failures
@@ -256,7 +256,7 @@ async fn a_leader_killed_in_grace_hands_the_same_counters_on() {
     wait_license(&cluster, &client, "full trust", |l| l.trust == 2).await;
     authority.stop();
     let grace = wait_license(&cluster, &client, "GRACE", |l| l.status == "GRACE").await;
-    cluster.master(leader).kill();
+    cluster.kill(leader);
     let client = cluster.client(&cluster.running());
     // The next leader's first failure continues the count: it never restarts at 1.
     let next = wait_license(

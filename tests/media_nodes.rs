@@ -236,7 +236,7 @@ async fn the_next_leader_places_what_the_dead_one_displaced() {
     assert_eq!(waiting.get("").map(Vec::len), Some(20), "{waiting:?}");
 
     // The leader that displaced them dies; a new node comes up under the next leader.
-    cluster.master(leader).kill();
+    cluster.kill(leader);
     let survivors = cluster.running();
     let client = cluster.client(&survivors);
     let beats = Heartbeats::start(client.clone(), BEAT);
@@ -262,7 +262,7 @@ async fn a_leader_failover_crashes_no_healthy_node() {
         beats.beat(id, 10.0);
         wait_status(&cluster, &client, id, "RUNNING").await;
     }
-    cluster.master(leader).kill();
+    cluster.kill(leader);
     let new_leader = cluster.leader().await;
     assert_ne!(new_leader, leader);
     // Two node timeouts under the new leader: a false crash would have been declared by
@@ -551,7 +551,7 @@ async fn the_agent_registers_reports_load_follows_failover_and_drains_on_sigterm
     assert_eq!(c.media_node_id, "agent-1");
 
     // The leader dies: the agent's heartbeats reach the next one, and the node stays up.
-    cluster.master(leader).kill();
+    cluster.kill(leader);
     let new_leader = cluster.leader().await;
     cluster
         .eventually("a load reported to the new leader", || {
@@ -610,7 +610,7 @@ async fn a_leader_kill_racing_a_re_placement_leaves_nothing_behind_or_doubled() 
     // the work undone. Either way: nothing left on the dead node, nothing doubled.
     beats.silence("doomed");
     wait_status(&cluster, &client, "doomed", "CRASHED").await;
-    cluster.master(leader).kill();
+    cluster.kill(leader);
     let client = cluster.client(&cluster.running());
     cluster
         .eventually("every session on a running node", || async {

@@ -13,7 +13,6 @@ mod checker;
 mod cluster;
 mod history;
 mod nemesis;
-mod proxy;
 mod workload;
 
 use std::process::ExitCode;
@@ -105,7 +104,7 @@ async fn run(args: Args) -> Result<bool, String> {
         schedule.len()
     );
 
-    let mut cluster = Cluster::start(args.nodes);
+    let mut cluster = Cluster::start(args.nodes as u64)?;
     let formed = Instant::now();
     while cluster.leader().await.is_none() {
         if formed.elapsed() > CONVERGENCE {

@@ -11,7 +11,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::cluster::Cluster;
-use crate::proxy::Fault;
+use chorus_testkit::Fault;
 
 /// The kinds of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,20 +108,20 @@ pub fn schedule(seed: u64, kinds: &[Kind], duration: Duration) -> Vec<Event> {
 #[derive(Debug, Clone, Default)]
 pub struct Applied {
     pub description: String,
-    killed: Vec<usize>,
-    paused: Vec<usize>,
+    killed: Vec<u64>,
+    paused: Vec<u64>,
     network: bool,
     membership: bool,
     /// The fault took the leader away (for the unavailability figures).
     pub leader_fault: Option<&'static str>,
 }
 
-fn pick_one(candidates: &[usize], pick: u64) -> Option<usize> {
+fn pick_one(candidates: &[u64], pick: u64) -> Option<u64> {
     (!candidates.is_empty()).then(|| candidates[(pick % candidates.len() as u64) as usize])
 }
 
 /// Cuts every link between the groups `a` and `b`, both ways.
-fn partition(cluster: &Cluster, a: &[usize], b: &[usize]) {
+fn partition(cluster: &Cluster, a: &[u64], b: &[u64]) {
     let cut = Fault {
         cut: true,
         ..Fault::default()
@@ -138,7 +138,7 @@ fn partition(cluster: &Cluster, a: &[usize], b: &[usize]) {
 pub async fn apply(cluster: &mut Cluster, event: &Event) -> Applied {
     let ids = cluster.ids();
     let leader = cluster.leader().await;
-    let followers: Vec<usize> = ids
+    let followers: Vec<u64> = ids
         .iter()
         .copied()
         .filter(|id| Some(*id) != leader)
@@ -192,7 +192,7 @@ pub async fn apply(cluster: &mut Cluster, event: &Event) -> Applied {
         }
         Kind::IsolateFollower => {
             if let Some(f) = pick_one(&followers, event.pick) {
-                let others: Vec<usize> = ids.iter().copied().filter(|id| *id != f).collect();
+                let others: Vec<u64> = ids.iter().copied().filter(|id| *id != f).collect();
                 partition(cluster, &[f], &others);
                 applied.network = true;
                 applied.description = format!("isolate follower {f}");
@@ -241,7 +241,7 @@ pub async fn apply(cluster: &mut Cluster, event: &Event) -> Applied {
             if let Some(to) = pick_one(&followers, event.pick) {
                 let client = cluster.client(Timeouts::default());
                 let result = client
-                    .transfer_leadership(pb::TransferLeadershipRequest { to: to as u64 })
+                    .transfer_leadership(pb::TransferLeadershipRequest { to })
                     .await;
                 applied.description = format!(
                     "transfer leadership to {to}: {}",
@@ -251,7 +251,7 @@ pub async fn apply(cluster: &mut Cluster, event: &Event) -> Applied {
         }
         Kind::Membership => {
             if ids.len() >= 5 {
-                let voters: Vec<u64> = ids.iter().take(3).map(|id| *id as u64).collect();
+                let voters: Vec<u64> = ids.iter().take(3).copied().collect();
                 let client = cluster.client(Timeouts::default());
                 let result = client
                     .change_membership(pb::ChangeMembershipRequest {
@@ -291,7 +291,7 @@ pub async fn heal(cluster: &mut Cluster, applied: &Applied) {
 
 /// Makes every master a voter again.
 pub async fn restore_membership(cluster: &Cluster) {
-    let voters: Vec<u64> = cluster.ids().iter().map(|id| *id as u64).collect();
+    let voters = cluster.ids();
     let client = cluster.client(Timeouts::default());
     if let Err(e) = client
         .change_membership(pb::ChangeMembershipRequest {

@@ -1,23 +1,16 @@
-//! A cluster of real `chorus serve` processes on loopback, for integration tests.
-//!
-//! Every master is a child process with its own data dir under one temporary directory
-//! and ports the OS handed out. Dropping the cluster SIGKILLs every process still
-//! running, so a failing test leaves nothing behind.
+//! The integration tests' cluster: the test kit's real `chorus serve` processes on
+//! loopback, with the secrets the tests use and helpers that wait for what a test
+//! expects (a leader, convergence, an acknowledged write), failing with the logs.
 
 #![allow(dead_code)]
 
-mod proxy;
-pub use proxy::Proxy;
-
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chorus::api::pb;
 use chorus::api::pb::cluster_service_client::ClusterServiceClient;
 use chorus::auth::BearerToken;
+use chorus::client::Timeouts;
 use chorus::network::pb::peer_client::PeerClient;
 use tonic::codegen::InterceptedService;
 use tonic::transport::Channel;
@@ -30,78 +23,13 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 
 pub type Authed = InterceptedService<Channel, BearerToken>;
 
-/// A free loopback port for a master to bind.
-///
-/// Ports come from below Linux's ephemeral range (32768–60999), so the many outgoing
-/// connections of concurrently running tests cannot take one between this check and the
-/// master's bind; a process-wide counter keeps concurrent tests from picking the same one.
-pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    const FIRST: u32 = 20_000;
-    const SPAN: u32 = 12_000;
-    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
-    let _ = NEXT.compare_exchange(
-        u32::MAX,
-        (u64::from(std::process::id()) * 7919 % u64::from(SPAN)) as u32,
-        Ordering::Relaxed,
-        Ordering::Relaxed,
-    );
-    loop {
-        let port = (FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// One master process.
-pub struct Master {
-    pub id: u64,
-    pub client_addr: String,
-    pub peer_addr: String,
-    pub data_dir: PathBuf,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Drop for Master {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-impl Master {
-    /// SIGKILLs the process (no-op if it is not running).
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Sends SIGTERM and waits for the exit status.
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
-        self.signal(libc::SIGTERM);
-        let mut child = self.child.take().expect("master is not running");
-        child.wait().unwrap()
-    }
-
-    pub fn is_running(&self) -> bool {
-        self.child.is_some()
-    }
-
-    /// The master's stderr log so far (for failure messages).
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
 /// Settings a test may change before starting masters.
 #[derive(Clone)]
 pub struct Options {
     pub snapshot_logs_since_last: u64,
-    /// Put a cuttable [`Proxy`] in front of every master's peer port (the addresses in
-    /// `--peers` are the proxies'), so a test can cut a master off. Needs a tokio runtime.
+    /// Put every master's peer port behind a proxy of the kit's network (the addresses
+    /// in `--peers` are the proxies'), so a test can cut a master off. Needs a tokio
+    /// runtime.
     pub proxied: bool,
     /// More `chorus serve` flags, e.g. limits.
     pub extra_args: Vec<String>,
@@ -117,157 +45,91 @@ impl Default for Options {
     }
 }
 
+/// The kit's cluster, started as the tests want it; everything the kit offers (kill,
+/// restart, signal, status, logs, the network) is reached through `Deref`.
 pub struct Cluster {
-    pub masters: BTreeMap<u64, Master>,
-    pub peers: BTreeMap<u64, String>,
-    pub options: Options,
-    /// With `Options::proxied`, the proxy in front of each master's peer port.
-    pub proxies: BTreeMap<u64, Proxy>,
-    dir: tempfile::TempDir,
+    kit: chorus_testkit::Cluster,
+}
+
+impl std::ops::Deref for Cluster {
+    type Target = chorus_testkit::Cluster;
+    fn deref(&self) -> &Self::Target {
+        &self.kit
+    }
+}
+
+impl std::ops::DerefMut for Cluster {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.kit
+    }
 }
 
 impl Cluster {
     /// Starts `n` masters listed in each other's `--peers`.
     pub fn start(n: u64, options: Options) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cluster = Cluster {
-            masters: BTreeMap::new(),
-            peers: BTreeMap::new(),
-            proxies: BTreeMap::new(),
-            options,
-            dir,
-        };
-        for id in 1..=n {
-            cluster
-                .peers
-                .insert(id, format!("127.0.0.1:{}", free_port()));
-        }
-        for id in 1..=n {
-            let listed = cluster.peers[&id].clone();
-            let peer_addr = if cluster.options.proxied {
-                let real = format!("127.0.0.1:{}", free_port());
-                let listener = TcpListener::bind(&listed).unwrap();
-                cluster
-                    .proxies
-                    .insert(id, Proxy::start(listener, real.clone()));
-                real
-            } else {
-                listed
-            };
-            cluster.spawn(id, peer_addr, format!("127.0.0.1:{}", free_port()));
-        }
-        cluster
-    }
-
-    /// A typed client of masters `ids`, tried in that order.
-    pub fn client(&self, ids: &[u64]) -> chorus::client::Client {
-        let endpoints: Vec<&str> = ids
-            .iter()
-            .map(|id| self.masters[id].client_addr.as_str())
-            .collect();
-        chorus::client::Client::new(&endpoints, API_SECRET).unwrap()
-    }
-
-    /// A typed client of every master.
-    pub fn client_all(&self) -> chorus::client::Client {
-        let ids: Vec<u64> = self.masters.keys().copied().collect();
-        self.client(&ids)
+        let mut kit_options = chorus_testkit::Options::new(chorus_testkit::Program::chorus(env!(
+            "CARGO_BIN_EXE_chorus"
+        )));
+        kit_options.api_secret = API_SECRET.into();
+        kit_options.cluster_secret = CLUSTER_SECRET.into();
+        kit_options.proxied = options.proxied;
+        kit_options.extra_args = vec![
+            "--snapshot-logs-since-last".into(),
+            options.snapshot_logs_since_last.to_string(),
+        ];
+        kit_options.extra_args.extend(options.extra_args);
+        let kit = chorus_testkit::Cluster::start(n, kit_options).expect("starting the masters");
+        Cluster { kit }
     }
 
     /// Starts a new master that is not in `--peers` (a joiner), returning its peer address.
     pub fn spawn_joiner(&mut self, id: u64) -> String {
-        let peer_addr = format!("127.0.0.1:{}", free_port());
-        self.spawn(id, peer_addr.clone(), format!("127.0.0.1:{}", free_port()));
-        peer_addr
-    }
-
-    fn spawn(&mut self, id: u64, peer_addr: String, client_addr: String) {
-        let data_dir = self.dir.path().join(format!("master-{id}"));
-        let log = self.dir.path().join(format!("master-{id}.log"));
-        let mut master = Master {
-            id,
-            client_addr,
-            peer_addr,
-            data_dir,
-            child: None,
-            log,
-        };
-        self.launch(&mut master);
-        self.masters.insert(id, master);
-    }
-
-    fn launch(&self, master: &mut Master) {
-        let peers: Vec<String> = self
-            .peers
-            .iter()
-            .map(|(id, a)| format!("{id}={a}"))
-            .collect();
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&master.log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_chorus"))
-            .arg("serve")
-            .args(["--id", &master.id.to_string()])
-            .args(["--client-addr", &master.client_addr])
-            .args(["--peer-addr", &master.peer_addr])
-            .args(
-                self.proxies
-                    .contains_key(&master.id)
-                    .then(|| ["--advertise-peer-addr", &self.peers[&master.id]])
-                    .into_iter()
-                    .flatten(),
-            )
-            .args(["--peers", &peers.join(",")])
-            .arg("--data-dir")
-            .arg(&master.data_dir)
-            .args([
-                "--snapshot-logs-since-last",
-                &self.options.snapshot_logs_since_last.to_string(),
-            ])
-            .args(&self.options.extra_args)
-            .env("CHORUS_API_SECRET", API_SECRET)
-            .env("CHORUS_CLUSTER_SECRET", CLUSTER_SECRET)
-            .env("RUST_LOG", "info,openraft=warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        master.child = Some(child);
+        self.kit.spawn_joiner(id).expect("starting a joiner")
     }
 
     /// Restarts a stopped master from its data dir.
     pub fn restart(&mut self, id: u64) {
-        let mut master = self.masters.remove(&id).unwrap();
-        assert!(!master.is_running(), "master {id} is still running");
-        self.launch(&mut master);
-        self.masters.insert(id, master);
+        assert!(!self.kit.is_running(id), "master {id} is still running");
+        self.kit.restart(id).expect("restarting a master");
     }
 
-    pub fn master(&mut self, id: u64) -> &mut Master {
-        self.masters.get_mut(&id).unwrap()
+    /// Sends SIGTERM to master `id` and waits for its exit status.
+    pub fn terminate(&mut self, id: u64) -> std::process::ExitStatus {
+        self.kit
+            .stop(id, libc::SIGTERM)
+            .expect("master is not running")
     }
 
-    pub fn running(&self) -> Vec<u64> {
-        self.masters
-            .values()
-            .filter(|m| m.is_running())
-            .map(|m| m.id)
-            .collect()
+    /// Sends `signal` (e.g. `libc::SIGSTOP`) to master `id`.
+    pub fn signal(&self, id: u64, signal: i32) {
+        self.kit.signal(id, signal).expect("signalling a master");
     }
 
-    /// All logs, for failure messages.
+    /// Every master's whole log, for failure messages.
     pub fn logs(&self) -> String {
-        self.masters
-            .values()
-            .map(|m| format!("---- master {} ----\n{}", m.id, m.log()))
-            .collect()
+        self.kit.logs(None)
+    }
+
+    /// Waits until master `id` exits on its own, and returns its exit status.
+    pub async fn exit_status(&mut self, id: u64) -> std::process::ExitStatus {
+        match self.kit.exit_status(id, PATIENCE).await {
+            Ok(status) => status,
+            Err(e) => panic!("{e}\n{}", self.logs()),
+        }
+    }
+
+    /// A typed client of masters `ids`, tried in that order.
+    pub fn client(&self, ids: &[u64]) -> chorus::client::Client {
+        self.kit.client(ids, Timeouts::default())
+    }
+
+    /// A typed client of every master.
+    pub fn client_all(&self) -> chorus::client::Client {
+        self.kit.client_all(Timeouts::default())
     }
 
     pub async fn channel(&self, id: u64) -> Channel {
-        let addr = &self.masters[&id].client_addr;
+        let addr = self.client_addr(id);
         Channel::from_shared(format!("http://{addr}"))
             .unwrap()
             .connect_timeout(Duration::from_millis(500))
@@ -277,9 +139,10 @@ impl Cluster {
 
     /// A client of master `id`'s peer port presenting `secret`.
     pub fn peer_client(&self, id: u64, secret: &str) -> PeerClient<Authed> {
-        let channel = Channel::from_shared(format!("http://{}", self.peers[&id]))
-            .unwrap()
-            .connect_lazy();
+        let channel =
+            Channel::from_shared(format!("http://{}", self.masters[&id].listed_peer_addr))
+                .unwrap()
+                .connect_lazy();
         PeerClient::with_interceptor(channel, BearerToken::new(secret).unwrap())
     }
 
@@ -288,18 +151,6 @@ impl Cluster {
             self.channel(id).await,
             BearerToken::new(API_SECRET).unwrap(),
         )
-    }
-
-    /// The status as master `id` reports it, or None if it does not answer.
-    pub async fn status(&self, id: u64) -> Option<pb::ClusterStatus> {
-        let mut client = self.cluster_client(id).await;
-        // A paused (SIGSTOP) master accepts the TCP connection but never answers, and
-        // tonic does not enforce grpc-timeout on the client side: bound the call here.
-        let call = client.get_cluster_status(pb::GetClusterStatusRequest {});
-        match tokio::time::timeout(Duration::from_secs(1), call).await {
-            Ok(Ok(reply)) => Some(reply.into_inner()),
-            _ => None,
-        }
     }
 
     /// Polls until `check` holds, failing the test with the logs after [`PATIENCE`].
@@ -415,12 +266,7 @@ impl Cluster {
     pub async fn current_leader(&self) -> Option<u64> {
         for id in self.running() {
             if let Some(status) = self.status(id).await {
-                if status.leader_id != 0
-                    && self
-                        .masters
-                        .get(&status.leader_id)
-                        .is_some_and(|m| m.is_running())
-                {
+                if status.leader_id != 0 && self.is_running(status.leader_id) {
                     return Some(status.leader_id);
                 }
             }
@@ -466,67 +312,6 @@ impl Cluster {
             }
             page_token = page.next_page_token;
         }
-    }
-}
-
-impl Master {
-    /// The exit status, if the process has exited (it is then reaped and forgotten).
-    pub fn try_exit_status(&mut self) -> Option<std::process::ExitStatus> {
-        let status = self.child.as_mut()?.try_wait().unwrap()?;
-        self.child = None;
-        Some(status)
-    }
-}
-
-impl Cluster {
-    /// Waits until master `id` exits on its own, and returns its exit status.
-    pub async fn exit_status(&mut self, id: u64) -> std::process::ExitStatus {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            if let Some(exit) = self.master(id).try_exit_status() {
-                return exit;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "master {id} kept running\n{}",
-                self.logs()
-            );
-            // A child process's exit cannot be awaited through std; poll it.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Master {
-    /// Lowers the running process's open-file limit to `n` descriptors (prlimit(2)), so
-    /// that opening any further file fails with EMFILE.
-    pub fn limit_open_files(&self, n: u64) {
-        let pid = self.child.as_ref().expect("master is not running").id() as i32;
-        let mut old = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        let new = libc::rlimit {
-            rlim_cur: n,
-            rlim_max: n,
-        };
-        // SAFETY: prlimit(2) on the pid of a child we have not yet reaped, with valid
-        // pointers to two rlimit structs.
-        let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &new, &mut old) };
-        assert_eq!(
-            rc,
-            0,
-            "prlimit({pid}) failed: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-
-    /// Sends `signal` (e.g. `libc::SIGSTOP`) to the running process.
-    pub fn signal(&self, signal: i32) {
-        let pid = self.child.as_ref().expect("master is not running").id() as i32;
-        // SAFETY: kill(2) on the pid of a child we have not yet reaped.
-        let rc = unsafe { libc::kill(pid, signal) };
-        assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
     }
 }
 

@@ -5,7 +5,6 @@
 //! `benches/install-etcd.sh` installs it when it is missing.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -14,13 +13,10 @@ use etcd_client::{Client, ConnectOptions};
 
 use crate::BenchResult;
 use crate::load::Worker;
-use crate::processes::{Processes, UsageSet};
+use crate::procfs::UsageSet;
+use chorus_testkit::{Processes, free_port};
 
 const PATIENCE: Duration = Duration::from_secs(60);
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
 
 struct Member {
     name: String,
@@ -32,7 +28,7 @@ struct Member {
 
 /// The members of one etcd cluster, killed on drop.
 pub struct Etcd {
-    members: BTreeMap<usize, Member>,
+    members: BTreeMap<u64, Member>,
     pub(crate) processes: Processes,
     initial_cluster: String,
     _dir: tempfile::TempDir,
@@ -48,7 +44,7 @@ pub async fn connect(endpoints: &[String], timeout: Duration) -> BenchResult<Cli
 
 impl Etcd {
     /// Starts `n` members and waits until they serve linearizable reads.
-    pub async fn start(n: usize) -> BenchResult<Etcd> {
+    pub async fn start(n: u64) -> BenchResult<Etcd> {
         let binary = which_etcd()?;
         let dir = tempfile::Builder::new()
             .prefix("chorus-bench-etcd-")
@@ -59,8 +55,8 @@ impl Etcd {
                 id,
                 Member {
                     name: format!("m{id}"),
-                    client_url: format!("http://127.0.0.1:{}", free_port()?),
-                    peer_url: format!("http://127.0.0.1:{}", free_port()?),
+                    client_url: format!("http://127.0.0.1:{}", free_port()),
+                    peer_url: format!("http://127.0.0.1:{}", free_port()),
                     data_dir: dir.path().join(format!("m{id}")),
                     log: dir.path().join(format!("m{id}.log")),
                 },
@@ -84,11 +80,11 @@ impl Etcd {
         Ok(etcd)
     }
 
-    pub fn ids(&self) -> Vec<usize> {
+    pub fn ids(&self) -> Vec<u64> {
         self.members.keys().copied().collect()
     }
 
-    fn launch(&mut self, id: usize, binary: &str) -> BenchResult {
+    fn launch(&mut self, id: u64, binary: &str) -> BenchResult {
         let m = self.members.get(&id).ok_or("no such member")?;
         // Only the addresses and the cluster are set: every timing is etcd's default.
         let mut command = Command::new(binary);
@@ -103,10 +99,10 @@ impl Etcd {
             .args(["--initial-cluster", &self.initial_cluster])
             .args(["--initial-cluster-token", "chorus-bench"])
             .args(["--initial-cluster-state", "new"]);
-        self.processes.spawn(id, command, m.log.clone())
+        Ok(self.processes.spawn(id, command, m.log.clone())?)
     }
 
-    pub fn endpoint(&self, id: usize) -> String {
+    pub fn endpoint(&self, id: u64) -> String {
         self.members[&id].client_url.clone()
     }
 
@@ -114,15 +110,19 @@ impl Etcd {
         self.ids().into_iter().map(|id| self.endpoint(id)).collect()
     }
 
-    pub fn running(&self) -> Vec<usize> {
+    pub fn running(&self) -> Vec<u64> {
         self.processes.running()
     }
 
     pub fn usage(&self) -> UsageSet {
-        self.processes.usage()
+        UsageSet::of(
+            self.ids()
+                .into_iter()
+                .filter_map(|id| Some((id, self.processes.pid(id)?))),
+        )
     }
 
-    pub fn restart(&mut self, id: usize) -> BenchResult {
+    pub fn restart(&mut self, id: u64) -> BenchResult {
         if !self.processes.is_running(id) {
             self.launch(id, &which_etcd()?)?;
         }
@@ -130,7 +130,7 @@ impl Etcd {
     }
 
     /// Member `id`'s view: (its member id, the leader's member id, its raft index).
-    async fn status(&self, id: usize) -> Option<(u64, u64, u64)> {
+    async fn status(&self, id: u64) -> Option<(u64, u64, u64)> {
         let mut client = connect(&[self.endpoint(id)], Duration::from_secs(1))
             .await
             .ok()?;
@@ -144,7 +144,7 @@ impl Etcd {
 
     /// Waits until every running member knows the same leader and the same raft index,
     /// and a linearizable read succeeds; returns the leader's id here.
-    pub async fn converged(&self) -> BenchResult<usize> {
+    pub async fn converged(&self) -> BenchResult<u64> {
         let deadline = Instant::now() + PATIENCE;
         loop {
             self.processes.check_alive()?;
@@ -168,7 +168,9 @@ impl Etcd {
                 }
             }
             if Instant::now() > deadline {
-                return Err(format!("etcd did not converge\n{}", self.processes.logs()).into());
+                return Err(
+                    format!("etcd did not converge\n{}", self.processes.logs(Some(10))).into(),
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -88,39 +88,37 @@ pub struct CompareArgs {
 pub trait System {
     /// Waits until every running member follows one leader and has caught up with it
     /// (under the steady load, too); returns the leader.
-    fn converged(&self) -> impl Future<Output = BenchResult<usize>>;
-    fn running(&self) -> Vec<usize>;
+    fn converged(&self) -> impl Future<Output = BenchResult<u64>>;
+    fn running(&self) -> Vec<u64>;
     /// Sends `signal` to member `id` without waiting.
-    fn signal(&self, id: usize, signal: i32) -> BenchResult;
+    fn signal(&self, id: u64, signal: i32) -> BenchResult;
     /// Waits for a signalled member to end.
-    fn reap(&mut self, id: usize) -> BenchResult;
-    fn restart(&mut self, id: usize) -> BenchResult;
+    fn reap(&mut self, id: u64) -> BenchResult;
+    fn restart(&mut self, id: u64) -> BenchResult;
     /// Writes through member `id` alone until a write succeeds; resolves to when.
-    fn probe(&self, id: usize) -> impl Future<Output = Instant> + Send + 'static;
+    fn probe(&self, id: u64) -> impl Future<Output = Instant> + Send + 'static;
 }
 
 impl System for Masters {
-    fn converged(&self) -> impl Future<Output = BenchResult<usize>> {
+    fn converged(&self) -> impl Future<Output = BenchResult<u64>> {
         Masters::caught_up(self)
     }
-    fn running(&self) -> Vec<usize> {
-        Masters::running(self)
+    fn running(&self) -> Vec<u64> {
+        chorus_testkit::Cluster::running(self)
     }
-    fn signal(&self, id: usize, signal: i32) -> BenchResult {
-        self.processes.signal(id, signal)
+    fn signal(&self, id: u64, signal: i32) -> BenchResult {
+        Ok(chorus_testkit::Cluster::signal(self, id, signal)?)
     }
-    fn reap(&mut self, id: usize) -> BenchResult {
-        self.processes.reap(id)
+    fn reap(&mut self, id: u64) -> BenchResult {
+        chorus_testkit::Cluster::reap(self, id)?;
+        Ok(())
     }
-    fn restart(&mut self, id: usize) -> BenchResult {
+    fn restart(&mut self, id: u64) -> BenchResult {
         Masters::restart(self, id)
     }
-    fn probe(&self, id: usize) -> impl Future<Output = Instant> + Send + 'static {
+    fn probe(&self, id: u64) -> impl Future<Output = Instant> + Send + 'static {
         let client = self.client_of(id, PROBE_TIMEOUTS);
         async move {
-            let Ok(client) = client else {
-                return std::future::pending().await;
-            };
             // One write at a time is enough: a survivor holds a write until there is a
             // leader to take it, and the client retries a refusal every `backoff`. An
             // error the client does not retry is retried here, as often.
@@ -136,22 +134,23 @@ impl System for Masters {
 }
 
 impl System for Etcd {
-    fn converged(&self) -> impl Future<Output = BenchResult<usize>> {
+    fn converged(&self) -> impl Future<Output = BenchResult<u64>> {
         Etcd::converged(self)
     }
-    fn running(&self) -> Vec<usize> {
+    fn running(&self) -> Vec<u64> {
         Etcd::running(self)
     }
-    fn signal(&self, id: usize, signal: i32) -> BenchResult {
-        self.processes.signal(id, signal)
+    fn signal(&self, id: u64, signal: i32) -> BenchResult {
+        Ok(self.processes.signal(id, signal)?)
     }
-    fn reap(&mut self, id: usize) -> BenchResult {
-        self.processes.reap(id)
+    fn reap(&mut self, id: u64) -> BenchResult {
+        self.processes.reap(id)?;
+        Ok(())
     }
-    fn restart(&mut self, id: usize) -> BenchResult {
+    fn restart(&mut self, id: u64) -> BenchResult {
         Etcd::restart(self, id)
     }
-    fn probe(&self, id: usize) -> impl Future<Output = Instant> + Send + 'static {
+    fn probe(&self, id: u64) -> impl Future<Output = Instant> + Send + 'static {
         let endpoint = self.endpoint(id);
         async move {
             // The member is alive, so connecting succeeds at once; the writes are what
@@ -258,7 +257,7 @@ fn steady<W: Worker>(
 
 /// `chorus-bench failover`.
 pub async fn run(args: FailoverArgs) -> BenchResult {
-    let mut masters = Masters::start(args.masters, &[]).await?;
+    let mut masters = Masters::start(args.masters as u64, &[]).await?;
     let target = masters.target();
     let plan = Plan::new(Shape::CreateSession, args.clients, Duration::ZERO);
     let writers = workload::workers(&target, plan).await?;
@@ -317,7 +316,7 @@ pub async fn compare(args: CompareArgs) -> BenchResult {
     .encoded_len();
     let mut writers = Vec::new();
     for i in 0..args.clients {
-        let endpoint = etcd.endpoint(1 + i % 3);
+        let endpoint = etcd.endpoint(1 + i as u64 % 3);
         writers.push(EtcdWorker::writer(
             etcd::connect(&[endpoint], Duration::from_secs(10)).await?,
             i,
@@ -344,7 +343,7 @@ pub async fn compare(args: CompareArgs) -> BenchResult {
     }
     let mut readers = Vec::new();
     for i in 0..args.clients {
-        let endpoint = etcd.endpoint(1 + i % 3);
+        let endpoint = etcd.endpoint(1 + i as u64 % 3);
         readers.push(EtcdWorker::reader(
             etcd::connect(&[endpoint], Duration::from_secs(10)).await?,
             keys.clone(),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::processes::UsageSet;
+use crate::procfs::UsageSet;
 
 /// One client of a workload.
 pub trait Worker: Send + 'static {

@@ -16,7 +16,6 @@ mod chorus_cluster;
 mod etcd;
 mod failover;
 mod load;
-mod processes;
 mod procfs;
 mod scale;
 mod workload;
@@ -130,7 +129,7 @@ async fn run_workload(shape: Shape, args: LoadArgs) -> BenchResult {
     let masters = if args.endpoints.is_empty() {
         {
             let extra: Vec<&str> = args.master_args.split_whitespace().collect();
-            Some(Masters::start(args.masters, &extra).await?)
+            Some(Masters::start(args.masters as u64, &extra).await?)
         }
     } else {
         None

@@ -1,5 +1,6 @@
 //! What a master process has used, read from `/proc/<pid>/`.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// CPU time and memory of one process at one moment.
@@ -29,12 +30,43 @@ impl Usage {
     }
 }
 
-/// Whether `pid` has ended: gone, or a zombie not yet reaped (state `Z`).
-pub fn has_ended(pid: u32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    after_name(&stat)
-        .and_then(|fields| fields.first().copied())
-        .is_none_or(|state| state == "Z")
+/// Per-member usage at one moment.
+#[derive(Debug, Clone)]
+pub struct UsageSet(pub BTreeMap<u64, Usage>);
+
+impl UsageSet {
+    /// The readings of every `(member id, pid)` now.
+    pub fn of(members: impl IntoIterator<Item = (u64, u32)>) -> UsageSet {
+        UsageSet(
+            members
+                .into_iter()
+                .map(|(id, pid)| (id, Usage::of(pid)))
+                .collect(),
+        )
+    }
+
+    /// CPU used since `before`; memory as now.
+    pub fn since(&self, before: &UsageSet) -> UsageSet {
+        UsageSet(
+            self.0
+                .iter()
+                .map(|(id, now)| {
+                    let cpu_before = before.0.get(id).map(|u| u.cpu).unwrap_or_default();
+                    let usage = Usage {
+                        cpu: now.cpu.saturating_sub(cpu_before),
+                        ..*now
+                    };
+                    (*id, usage)
+                })
+                .collect(),
+        )
+    }
+
+    /// Milliseconds of CPU, all processes together, per operation.
+    pub fn cpu_per_op(&self, ops: u64) -> f64 {
+        let cpu: std::time::Duration = self.0.values().map(|u| u.cpu).sum();
+        cpu.as_secs_f64() * 1000.0 / ops.max(1) as f64
+    }
 }
 
 /// The fields of `/proc/<pid>/stat` after the command name, from field 3 (the state)
@@ -87,19 +119,6 @@ mod tests {
         assert_eq!(status_kib(status, "VmRSS:"), Some(1024));
         assert_eq!(status_kib(status, "VmHWM:"), Some(2048));
         assert_eq!(status_kib(status, "VmSwap:"), None);
-    }
-
-    #[test]
-    fn a_child_that_exited_unreaped_has_ended_and_a_live_process_has_not() {
-        assert!(!has_ended(std::process::id()));
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        // Until `wait`, the exited child stays a zombie, which is what this detects.
-        while !has_ended(child.id()) {
-            assert!(std::time::Instant::now() < deadline, "`true` never ended");
-            std::thread::yield_now();
-        }
-        assert!(child.try_wait().unwrap().is_some());
     }
 
     #[test]

@@ -127,7 +127,7 @@ pub async fn run(args: ScaleArgs) -> BenchResult {
 
     let started = Instant::now();
     let snapshot = masters
-        .client_of(leader, TIMEOUTS)?
+        .client_of(leader, TIMEOUTS)
         .trigger_snapshot(pb::TriggerSnapshotRequest::default())
         .await?;
     let snapshot_time = started.elapsed();
@@ -191,9 +191,9 @@ pub async fn run(args: ScaleArgs) -> BenchResult {
 }
 
 /// Waits until master `id` answers a linearizable read itself, having applied `index`.
-async fn serving(masters: &Masters, id: usize, index: u64) -> BenchResult {
+async fn serving(masters: &Masters, id: u64, index: u64) -> BenchResult {
     let deadline = Instant::now() + Duration::from_secs(300);
-    let client = masters.client_of(id, TIMEOUTS)?;
+    let client = masters.client_of(id, TIMEOUTS);
     loop {
         let request = pb::GetSessionRequest {
             session_id: "scale-0".into(),

@@ -7,9 +7,11 @@
 //! connecting socket up in `/proc/net/tcp` and the masters' `/proc/<pid>/fd`, so each
 //! direction of each pair (`from` opened the connection, `to` is behind the proxy) is
 //! controlled on its own: cut (existing connections dropped, new ones closed at once)
-//! or delayed with jitter.
+//! or delayed with jitter. A master can also be isolated: every connection to it is cut,
+//! whoever opened it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,9 +34,12 @@ pub struct Fault {
 /// The faults of every link and the masters' pids, shared by all proxies.
 #[derive(Clone, Default)]
 pub struct Network {
-    faults: Arc<Mutex<BTreeMap<(usize, usize), Fault>>>,
-    pids: Arc<Mutex<BTreeMap<usize, u32>>>,
+    faults: Arc<Mutex<BTreeMap<(u64, u64), Fault>>>,
+    isolated: Arc<Mutex<BTreeSet<u64>>>,
+    pids: Arc<Mutex<BTreeMap<u64, u32>>>,
     changed: Arc<watch::Sender<u64>>,
+    accepting: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    closed: Arc<AtomicBool>,
 }
 
 impl Network {
@@ -46,29 +51,59 @@ impl Network {
     }
 
     /// Records that master `id` runs as process `pid`.
-    pub fn set_pid(&self, id: usize, pid: u32) {
+    pub fn set_pid(&self, id: u64, pid: u32) {
         self.pids.lock().unwrap().insert(id, pid);
     }
 
     /// Sets the fault of the link `from` → `to`.
-    pub fn set(&self, from: usize, to: usize, fault: Fault) {
+    pub fn set(&self, from: u64, to: u64, fault: Fault) {
         self.faults.lock().unwrap().insert((from, to), fault);
         self.changed.send_modify(|v| *v += 1);
     }
 
-    /// Removes every fault.
-    pub fn heal(&self) {
-        self.faults.lock().unwrap().clear();
+    /// Cuts (`true`) or restores (`false`) every connection to master `to`, whoever
+    /// opened it: the master hears nothing from the others.
+    pub fn isolate(&self, to: u64, isolated: bool) {
+        let mut set = self.isolated.lock().unwrap();
+        if isolated {
+            set.insert(to);
+        } else {
+            set.remove(&to);
+        }
+        drop(set);
         self.changed.send_modify(|v| *v += 1);
     }
 
-    fn fault(&self, from: Option<usize>, to: usize) -> Fault {
+    /// Removes every fault and isolation.
+    pub fn heal(&self) {
+        self.faults.lock().unwrap().clear();
+        self.isolated.lock().unwrap().clear();
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    /// Stops accepting on every proxy and ends every relayed connection.
+    pub fn close(&self) {
+        for task in self.accepting.lock().unwrap().drain(..) {
+            task.abort();
+        }
+        // Relays end when they see every link cut.
+        self.closed.store(true, Ordering::Relaxed);
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    fn fault(&self, from: Option<u64>, to: u64) -> Fault {
+        if self.closed.load(Ordering::Relaxed) || self.isolated.lock().unwrap().contains(&to) {
+            return Fault {
+                cut: true,
+                ..Fault::default()
+            };
+        }
         from.and_then(|from| self.faults.lock().unwrap().get(&(from, to)).copied())
             .unwrap_or_default()
     }
 
     /// The master whose process holds the socket from local `port` to remote `to_port`.
-    fn owner_of(&self, port: u16, to_port: u16) -> Option<usize> {
+    fn owner_of(&self, port: u16, to_port: u16) -> Option<u64> {
         let inode = socket_inode(port, to_port)?;
         let pids = self.pids.lock().unwrap().clone();
         pids.into_iter().find_map(|(id, pid)| {
@@ -81,12 +116,12 @@ impl Network {
     }
 
     /// Serves the proxy of master `to` on `listener`, forwarding to `target`.
-    pub fn serve(&self, to: usize, listener: std::net::TcpListener, target: String) {
+    pub fn serve(&self, to: u64, listener: std::net::TcpListener, target: String) {
         listener.set_nonblocking(true).unwrap();
         let listener = TcpListener::from_std(listener).unwrap();
         let listen_port = listener.local_addr().unwrap().port();
         let network = self.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             loop {
                 let Ok((inbound, peer)) = listener.accept().await else {
                     continue;
@@ -110,10 +145,11 @@ impl Network {
                 });
             }
         });
+        self.accepting.lock().unwrap().push(task.abort_handle());
     }
 
     /// Relays both ways until either side closes or the link is cut.
-    async fn relay(&self, inbound: TcpStream, outbound: TcpStream, from: Option<usize>, to: usize) {
+    async fn relay(&self, inbound: TcpStream, outbound: TcpStream, from: Option<u64>, to: u64) {
         let _ = inbound.set_nodelay(true);
         let _ = outbound.set_nodelay(true);
         let (in_read, in_write) = inbound.into_split();
@@ -135,8 +171,8 @@ impl Network {
         &self,
         mut from_side: tokio::net::tcp::OwnedReadHalf,
         mut to_side: tokio::net::tcp::OwnedWriteHalf,
-        from: Option<usize>,
-        to: usize,
+        from: Option<u64>,
+        to: u64,
     ) {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
