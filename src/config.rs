@@ -1,10 +1,12 @@
 //! One typed, validated configuration for a master.
 //!
-//! Values come, lowest precedence first, from the defaults below, a TOML file
-//! (`--config`, same keys as the flags with `_` for `-`), `CHORUS_*` environment variables
-//! and command-line flags. [`ServeArgs`] is the flag/env layer and [`FileConfig`] the
-//! file layer; [`Config::resolve`] merges them and validates the result once, so the rest
-//! of the program never sees a half-checked value.
+//! Values come, lowest precedence first, from defaults, a TOML file (`--config`, same
+//! keys as the flags with `_` for `-`), `CHORUS_*` environment variables and
+//! command-line flags. Each key is declared once, in the `settings!` list below, with
+//! its type, default, variable and help; the flag/env layer [`ServeArgs`] and the file
+//! layer [`FileConfig`] are derived from it. [`Config::resolve`] merges the layers and
+//! validates the result once, so the rest of the program never sees a half-checked
+//! value.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -81,77 +83,135 @@ pub struct Config {
     pub license: Option<LicenseConfig>,
 }
 
-/// Defaults: the timings suit masters on one LAN; the limits suit a mid-sized cluster.
-pub mod defaults {
-    /// Heartbeats every 50 ms keep followers' election timers far from firing.
-    pub const HEARTBEAT_MS: u64 = 50;
-    /// A follower campaigns once the leader's lease (openraft sets it to the maximum
-    /// timeout) and then its own randomized timeout have passed in silence: 300 ms +
-    /// 150–300 ms, so a dead leader is replaced 450–600 ms after its last heartbeat, with
-    /// five missed heartbeats before anyone gives up.
-    pub const ELECTION_TIMEOUT_MIN_MS: u64 = 150;
-    pub const ELECTION_TIMEOUT_MAX_MS: u64 = 300;
-    /// Snapshot every 100k entries, etcd's default `--snapshot-count`: a snapshot
-    /// encodes the whole state while applies wait (about 0.8 s at 1M connections), so it
-    /// must be rare; a restart replays at most this many entries.
-    pub const SNAPSHOT_LOGS_SINCE_LAST: u64 = 100_000;
-    /// 64 MiB: large enough for a batch of appends, small enough to bound memory.
-    pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
-    pub const MAX_SESSIONS: u32 = 100_000;
-    pub const MAX_CONNECTIONS_PER_SESSION: u32 = 1_000;
-    /// OpenVidu caps `data` fields at 10 KB in practice; 16 KiB leaves room.
-    pub const MAX_DATA_BYTES: u32 = 16 * 1024;
-    /// Autoscaling as OpenVidu Pro ships it: off, one to two nodes, load 30–70 %.
-    pub const AUTOSCALING: bool = false;
-    pub const AUTOSCALING_MIN_NODES: u32 = 1;
-    pub const AUTOSCALING_MAX_NODES: u32 = 2;
-    pub const AUTOSCALING_MIN_LOAD: f64 = 30.0;
-    pub const AUTOSCALING_MAX_LOAD: f64 = 70.0;
-    /// A license check every 5 minutes.
-    pub const LICENSE_CHECK_INTERVAL_MS: u64 = 5 * 60 * 1000;
-    /// Up to a day of trust at one check every 5 minutes...
-    pub const LICENSE_TRUST_CAP: u32 = 288;
-    /// ...and half an hour of authority outage tolerated before any trust is earned.
-    pub const LICENSE_BASE_ALLOWANCE: u32 = 6;
-    /// Five seconds of silence: several missed heartbeats of an agent sending one a
-    /// second, short enough that participants are moved before they give up.
-    pub const NODE_TIMEOUT_MS: u64 = 5_000;
+/// Declares every key of `chorus serve` once, as `name: type [= default], "ENV_VAR"
+/// [, secret];` under its help text, and derives from that one list the flag and
+/// environment layer ([`ServeArgs`], clap), the file layer ([`FileConfig`], serde, the
+/// same names) and the merged layer (`Settings`: flag or environment over file over
+/// default; keys without a default stay optional). A new key is one entry here and its
+/// use in [`Config::resolve`].
+macro_rules! settings {
+    ($(
+        $(#[doc = $doc:literal])*
+        $key:ident: $ty:ty $(= $default:expr)?, $env:literal $(, $secret:ident)?;
+    )*) => {
+        /// The flag and environment layer of `chorus serve`.
+        #[derive(Debug, Default, Clone, clap::Args)]
+        pub struct ServeArgs {
+            /// TOML file with the same keys as these flags.
+            #[arg(long, env = "CHORUS_CONFIG")]
+            pub config: Option<PathBuf>,
+            $(
+                $(#[doc = $doc])*
+                #[arg(long, env = $env, hide_env_values = settings!(@hidden $($secret)?))]
+                pub $key: Option<$ty>,
+            )*
+        }
+
+        /// The file layer: every key optional, the same names as the flags.
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct FileConfig {
+            $(pub $key: Option<$ty>,)*
+        }
+
+        /// Every key with its layers merged, before validation.
+        struct Settings {
+            $($key: settings!(@type $ty $(, $default)?),)*
+        }
+
+        impl Settings {
+            fn merge(args: &ServeArgs, file: FileConfig) -> Settings {
+                Settings {
+                    $($key: settings!(@value args.$key.clone().or(file.$key) $(, $default)?),)*
+                }
+            }
+        }
+    };
+    (@type $ty:ty, $default:expr) => { $ty };
+    (@type $ty:ty) => { Option<$ty> };
+    (@value $value:expr, $default:expr) => { $value.unwrap_or($default) };
+    (@value $value:expr) => { $value };
+    (@hidden secret) => { true };
+    (@hidden) => { false };
 }
 
-/// The file layer: every key optional, the same names as the flags.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    pub id: Option<u64>,
-    pub client_addr: Option<String>,
-    pub peer_addr: Option<String>,
-    pub advertise_peer_addr: Option<String>,
-    pub peers: Option<String>,
-    pub data_dir: Option<PathBuf>,
-    pub api_secret: Option<String>,
-    pub cluster_secret: Option<String>,
-    pub heartbeat_ms: Option<u64>,
-    pub election_timeout_min_ms: Option<u64>,
-    pub election_timeout_max_ms: Option<u64>,
-    pub snapshot_logs_since_last: Option<u64>,
-    pub max_message_bytes: Option<usize>,
-    pub max_sessions: Option<u32>,
-    pub max_connections_per_session: Option<u32>,
-    pub max_data_bytes: Option<u32>,
-    pub node_timeout_ms: Option<u64>,
-    pub autoscaling: Option<bool>,
-    pub autoscaling_min_nodes: Option<u32>,
-    pub autoscaling_max_nodes: Option<u32>,
-    pub autoscaling_min_load: Option<f64>,
-    pub autoscaling_max_load: Option<f64>,
-    pub license_key: Option<String>,
-    pub license_authority: Option<String>,
-    pub license_file: Option<PathBuf>,
-    pub license_public_key: Option<String>,
-    pub license_check_interval_ms: Option<u64>,
-    pub license_trust_cap: Option<u32>,
-    pub license_base_allowance: Option<u32>,
-    pub license_master_cores: Option<u32>,
+settings! {
+    /// This master's node id (non-zero).
+    id: u64, "CHORUS_ID";
+    /// Client API listen address, host:port.
+    client_addr: String, "CHORUS_CLIENT_ADDR";
+    /// Peer (Raft) listen address, host:port.
+    peer_addr: String, "CHORUS_PEER_ADDR";
+    /// The address other masters reach this one at, if not peer_addr (NAT, proxy).
+    advertise_peer_addr: String, "CHORUS_ADVERTISE_PEER_ADDR";
+    /// Peer addresses of all voters: 1=host:port,2=host:port,...
+    peers: String, "CHORUS_PEERS";
+    /// Data directory.
+    data_dir: PathBuf, "CHORUS_DATA_DIR";
+    /// Secret clients present as `authorization: Bearer <secret>`.
+    api_secret: String, "CHORUS_API_SECRET", secret;
+    /// Secret masters present to each other.
+    cluster_secret: String, "CHORUS_CLUSTER_SECRET", secret;
+    // The timings suit masters on one LAN. Heartbeats every 50 ms keep followers'
+    // election timers far from firing. A follower campaigns once the leader's lease
+    // (openraft sets it to the maximum timeout) and then its own randomized timeout have
+    // passed in silence: 300 ms + 150–300 ms, so a dead leader is replaced 450–600 ms
+    // after its last heartbeat, with five missed heartbeats before anyone gives up.
+    /// Leader heartbeat interval, milliseconds.
+    heartbeat_ms: u64 = 50, "CHORUS_HEARTBEAT_MS";
+    /// Minimum election timeout, milliseconds.
+    election_timeout_min_ms: u64 = 150, "CHORUS_ELECTION_TIMEOUT_MIN_MS";
+    /// Maximum election timeout, milliseconds.
+    election_timeout_max_ms: u64 = 300, "CHORUS_ELECTION_TIMEOUT_MAX_MS";
+    // etcd's default `--snapshot-count`: a snapshot encodes the whole state while
+    // applies wait (about 0.8 s at 1M connections), so it must be rare; a restart
+    // replays at most this many entries.
+    /// Entries applied since the last snapshot that trigger a new one.
+    snapshot_logs_since_last: u64 = 100_000, "CHORUS_SNAPSHOT_LOGS_SINCE_LAST";
+    // 64 MiB: large enough for a batch of appends, small enough to bound memory.
+    /// Largest gRPC message, bytes.
+    max_message_bytes: usize = 64 * 1024 * 1024, "CHORUS_MAX_MESSAGE_BYTES";
+    // The limits suit a mid-sized cluster.
+    /// Most sessions the cluster holds.
+    max_sessions: u32 = 100_000, "CHORUS_MAX_SESSIONS";
+    /// Most connections one session holds.
+    max_connections_per_session: u32 = 1_000, "CHORUS_MAX_CONNECTIONS_PER_SESSION";
+    // OpenVidu caps `data` fields at 10 KB in practice; 16 KiB leaves room.
+    /// Largest server_data / client_data, bytes.
+    max_data_bytes: u32 = 16 * 1024, "CHORUS_MAX_DATA_BYTES";
+    // Five seconds of silence: several missed heartbeats of an agent sending one a
+    // second, short enough that participants are moved before they give up.
+    /// A RUNNING media node silent this long is CRASHED, ms.
+    node_timeout_ms: u64 = 5_000, "CHORUS_NODE_TIMEOUT_MS";
+    // Autoscaling as OpenVidu Pro ships it: off, one to two nodes, load 30–70 %.
+    /// Give autoscaling advice (true/false).
+    autoscaling: bool = false, "CHORUS_AUTOSCALING";
+    /// Autoscaling: fewest media nodes to keep running.
+    autoscaling_min_nodes: u32 = 1, "CHORUS_AUTOSCALING_MIN_NODES";
+    /// Autoscaling: most media nodes to run.
+    autoscaling_max_nodes: u32 = 2, "CHORUS_AUTOSCALING_MAX_NODES";
+    /// Autoscaling: average CPU load (%) under which nodes are drained.
+    autoscaling_min_load: f64 = 30.0, "CHORUS_AUTOSCALING_MIN_LOAD";
+    /// Autoscaling: average CPU load (%) over which nodes are launched.
+    autoscaling_max_load: f64 = 70.0, "CHORUS_AUTOSCALING_MAX_LOAD";
+    /// Online licensing: the license key.
+    license_key: String, "CHORUS_LICENSE_KEY", secret;
+    /// Online licensing: the license authority, host:port.
+    license_authority: String, "CHORUS_LICENSE_AUTHORITY";
+    /// Offline licensing: the signed license file.
+    license_file: PathBuf, "CHORUS_LICENSE_FILE";
+    /// Offline licensing: the licensor's Ed25519 public key, hex.
+    license_public_key: String, "CHORUS_LICENSE_PUBLIC_KEY";
+    // A check every 5 minutes; up to a day of trust at that rate, and half an hour of
+    // authority outage tolerated before any trust is earned.
+    /// Time between license checks, ms.
+    license_check_interval_ms: u64 = 5 * 60 * 1000, "CHORUS_LICENSE_CHECK_INTERVAL_MS";
+    /// Most trust points successful checks earn.
+    license_trust_cap: u32 = 288, "CHORUS_LICENSE_TRUST_CAP";
+    /// Failed checks tolerated without any trust.
+    license_base_allowance: u32 = 6, "CHORUS_LICENSE_BASE_ALLOWANCE";
+    /// Cores each master counts for in usage and core limits; default: this host's.
+    license_master_cores: u32, "CHORUS_LICENSE_MASTER_CORES";
 }
 
 impl FileConfig {
@@ -168,117 +228,14 @@ impl FileConfig {
     }
 }
 
-/// The flag and environment layer of `chorus serve`.
-#[derive(Debug, Default, Clone, clap::Args)]
-pub struct ServeArgs {
-    /// TOML file with the same keys as these flags.
-    #[arg(long, env = "CHORUS_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// This master's node id (non-zero).
-    #[arg(long, env = "CHORUS_ID")]
-    pub id: Option<u64>,
-    /// Client API listen address, host:port.
-    #[arg(long, env = "CHORUS_CLIENT_ADDR")]
-    pub client_addr: Option<String>,
-    /// Peer (Raft) listen address, host:port.
-    #[arg(long, env = "CHORUS_PEER_ADDR")]
-    pub peer_addr: Option<String>,
-    /// The address other masters reach this one at, if not peer_addr (NAT, proxy).
-    #[arg(long, env = "CHORUS_ADVERTISE_PEER_ADDR")]
-    pub advertise_peer_addr: Option<String>,
-    /// Peer addresses of all voters: 1=host:port,2=host:port,...
-    #[arg(long, env = "CHORUS_PEERS")]
-    pub peers: Option<String>,
-    /// Data directory.
-    #[arg(long, env = "CHORUS_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Secret clients present as `authorization: Bearer <secret>`.
-    #[arg(long, env = "CHORUS_API_SECRET", hide_env_values = true)]
-    pub api_secret: Option<String>,
-    /// Secret masters present to each other.
-    #[arg(long, env = "CHORUS_CLUSTER_SECRET", hide_env_values = true)]
-    pub cluster_secret: Option<String>,
-    /// Leader heartbeat interval, milliseconds.
-    #[arg(long, env = "CHORUS_HEARTBEAT_MS")]
-    pub heartbeat_ms: Option<u64>,
-    /// Minimum election timeout, milliseconds.
-    #[arg(long, env = "CHORUS_ELECTION_TIMEOUT_MIN_MS")]
-    pub election_timeout_min_ms: Option<u64>,
-    /// Maximum election timeout, milliseconds.
-    #[arg(long, env = "CHORUS_ELECTION_TIMEOUT_MAX_MS")]
-    pub election_timeout_max_ms: Option<u64>,
-    /// Entries applied since the last snapshot that trigger a new one.
-    #[arg(long, env = "CHORUS_SNAPSHOT_LOGS_SINCE_LAST")]
-    pub snapshot_logs_since_last: Option<u64>,
-    /// Largest gRPC message, bytes.
-    #[arg(long, env = "CHORUS_MAX_MESSAGE_BYTES")]
-    pub max_message_bytes: Option<usize>,
-    /// Most sessions the cluster holds.
-    #[arg(long, env = "CHORUS_MAX_SESSIONS")]
-    pub max_sessions: Option<u32>,
-    /// Most connections one session holds.
-    #[arg(long, env = "CHORUS_MAX_CONNECTIONS_PER_SESSION")]
-    pub max_connections_per_session: Option<u32>,
-    /// Largest server_data / client_data, bytes.
-    #[arg(long, env = "CHORUS_MAX_DATA_BYTES")]
-    pub max_data_bytes: Option<u32>,
-    /// A RUNNING media node silent this long is CRASHED, ms.
-    #[arg(long, env = "CHORUS_NODE_TIMEOUT_MS")]
-    pub node_timeout_ms: Option<u64>,
-    /// Give autoscaling advice (true/false).
-    #[arg(long, env = "CHORUS_AUTOSCALING")]
-    pub autoscaling: Option<bool>,
-    /// Autoscaling: fewest media nodes to keep running.
-    #[arg(long, env = "CHORUS_AUTOSCALING_MIN_NODES")]
-    pub autoscaling_min_nodes: Option<u32>,
-    /// Autoscaling: most media nodes to run.
-    #[arg(long, env = "CHORUS_AUTOSCALING_MAX_NODES")]
-    pub autoscaling_max_nodes: Option<u32>,
-    /// Autoscaling: average CPU load (%) under which nodes are drained.
-    #[arg(long, env = "CHORUS_AUTOSCALING_MIN_LOAD")]
-    pub autoscaling_min_load: Option<f64>,
-    /// Autoscaling: average CPU load (%) over which nodes are launched.
-    #[arg(long, env = "CHORUS_AUTOSCALING_MAX_LOAD")]
-    pub autoscaling_max_load: Option<f64>,
-    /// Online licensing: the license key.
-    #[arg(long, env = "CHORUS_LICENSE_KEY", hide_env_values = true)]
-    pub license_key: Option<String>,
-    /// Online licensing: the license authority, host:port.
-    #[arg(long, env = "CHORUS_LICENSE_AUTHORITY")]
-    pub license_authority: Option<String>,
-    /// Offline licensing: the signed license file.
-    #[arg(long, env = "CHORUS_LICENSE_FILE")]
-    pub license_file: Option<PathBuf>,
-    /// Offline licensing: the licensor's Ed25519 public key, hex.
-    #[arg(long, env = "CHORUS_LICENSE_PUBLIC_KEY")]
-    pub license_public_key: Option<String>,
-    /// Time between license checks, ms.
-    #[arg(long, env = "CHORUS_LICENSE_CHECK_INTERVAL_MS")]
-    pub license_check_interval_ms: Option<u64>,
-    /// Most trust points successful checks earn.
-    #[arg(long, env = "CHORUS_LICENSE_TRUST_CAP")]
-    pub license_trust_cap: Option<u32>,
-    /// Failed checks tolerated without any trust.
-    #[arg(long, env = "CHORUS_LICENSE_BASE_ALLOWANCE")]
-    pub license_base_allowance: Option<u32>,
-    /// Cores each master counts for in usage and core limits; default: this host's.
-    #[arg(long, env = "CHORUS_LICENSE_MASTER_CORES")]
-    pub license_master_cores: Option<u32>,
-}
-
 /// The license settings: online (key and authority), offline (file and public key),
 /// or none. Halves of a pair alone, or both modes at once, are refused.
-fn license(args: &ServeArgs, file: &FileConfig) -> Result<Option<LicenseConfig>, ConfigError> {
-    macro_rules! pick {
-        ($key:ident) => {
-            args.$key.clone().or(file.$key.clone())
-        };
-    }
+fn license(s: &Settings) -> Result<Option<LicenseConfig>, ConfigError> {
     let source = match (
-        pick!(license_key),
-        pick!(license_authority),
-        pick!(license_file),
-        pick!(license_public_key),
+        s.license_key.clone(),
+        s.license_authority.clone(),
+        s.license_file.clone(),
+        s.license_public_key.clone(),
     ) {
         (None, None, None, None) => return Ok(None),
         (Some(key), Some(authority), None, None) => {
@@ -313,11 +270,12 @@ fn license(args: &ServeArgs, file: &FileConfig) -> Result<Option<LicenseConfig>,
             ));
         }
     };
-    let interval = pick!(license_check_interval_ms).unwrap_or(defaults::LICENSE_CHECK_INTERVAL_MS);
+    let interval = s.license_check_interval_ms;
     if interval < 100 {
         return Err(invalid("license_check_interval_ms", "must be at least 100"));
     }
-    let master_cores = pick!(license_master_cores)
+    let master_cores = s
+        .license_master_cores
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
     if master_cores == 0 {
         return Err(invalid("license_master_cores", "must be at least 1"));
@@ -325,9 +283,8 @@ fn license(args: &ServeArgs, file: &FileConfig) -> Result<Option<LicenseConfig>,
     Ok(Some(LicenseConfig {
         source,
         policy: TrustPolicy {
-            trust_cap: pick!(license_trust_cap).unwrap_or(defaults::LICENSE_TRUST_CAP),
-            base_allowance: pick!(license_base_allowance)
-                .unwrap_or(defaults::LICENSE_BASE_ALLOWANCE),
+            trust_cap: s.license_trust_cap,
+            base_allowance: s.license_base_allowance,
         },
         check_interval: Duration::from_millis(interval),
         master_cores,
@@ -342,60 +299,46 @@ impl Config {
             Some(path) => FileConfig::load(path)?,
             None => FileConfig::default(),
         };
-        macro_rules! pick {
-            ($key:ident) => {
-                args.$key.clone().or(file.$key.clone())
-            };
-        }
-        let id = pick!(id).ok_or_else(|| invalid("id", "is required"))?;
-        let client_addr = parse_addr("client_addr", pick!(client_addr))?;
-        let peer_addr = parse_addr("peer_addr", pick!(peer_addr))?;
-        let peers = match pick!(peers) {
-            Some(text) => parse_peers(&text)?,
-            None => BTreeMap::new(),
-        };
+        let s = Settings::merge(args, file);
         let config = Config {
-            id,
-            client_addr,
-            peer_addr,
-            advertise_peer_addr: pick!(advertise_peer_addr),
-            peers,
-            data_dir: pick!(data_dir).ok_or_else(|| invalid("data_dir", "is required"))?,
-            api_secret: pick!(api_secret).ok_or_else(|| invalid("api_secret", "is required"))?,
-            cluster_secret: pick!(cluster_secret)
-                .ok_or_else(|| invalid("cluster_secret", "is required"))?,
-            heartbeat_interval: Duration::from_millis(
-                pick!(heartbeat_ms).unwrap_or(defaults::HEARTBEAT_MS),
-            ),
-            election_timeout_min: Duration::from_millis(
-                pick!(election_timeout_min_ms).unwrap_or(defaults::ELECTION_TIMEOUT_MIN_MS),
-            ),
-            election_timeout_max: Duration::from_millis(
-                pick!(election_timeout_max_ms).unwrap_or(defaults::ELECTION_TIMEOUT_MAX_MS),
-            ),
-            snapshot_logs_since_last: pick!(snapshot_logs_since_last)
-                .unwrap_or(defaults::SNAPSHOT_LOGS_SINCE_LAST),
-            max_message_bytes: pick!(max_message_bytes).unwrap_or(defaults::MAX_MESSAGE_BYTES),
-            limits: Limits {
-                max_sessions: pick!(max_sessions).unwrap_or(defaults::MAX_SESSIONS),
-                max_connections_per_session: pick!(max_connections_per_session)
-                    .unwrap_or(defaults::MAX_CONNECTIONS_PER_SESSION),
-                max_data_bytes: pick!(max_data_bytes).unwrap_or(defaults::MAX_DATA_BYTES),
+            id: s.id.ok_or_else(|| invalid("id", "is required"))?,
+            client_addr: parse_addr("client_addr", s.client_addr.clone())?,
+            peer_addr: parse_addr("peer_addr", s.peer_addr.clone())?,
+            advertise_peer_addr: s.advertise_peer_addr.clone(),
+            peers: match &s.peers {
+                Some(text) => parse_peers(text)?,
+                None => BTreeMap::new(),
             },
-            node_timeout: Duration::from_millis(
-                pick!(node_timeout_ms).unwrap_or(defaults::NODE_TIMEOUT_MS),
-            ),
-            autoscaling: pick!(autoscaling)
-                .unwrap_or(defaults::AUTOSCALING)
-                .then(|| Policy {
-                    min_nodes: pick!(autoscaling_min_nodes)
-                        .unwrap_or(defaults::AUTOSCALING_MIN_NODES),
-                    max_nodes: pick!(autoscaling_max_nodes)
-                        .unwrap_or(defaults::AUTOSCALING_MAX_NODES),
-                    min_load: pick!(autoscaling_min_load).unwrap_or(defaults::AUTOSCALING_MIN_LOAD),
-                    max_load: pick!(autoscaling_max_load).unwrap_or(defaults::AUTOSCALING_MAX_LOAD),
-                }),
-            license: license(args, &file)?,
+            data_dir: s
+                .data_dir
+                .clone()
+                .ok_or_else(|| invalid("data_dir", "is required"))?,
+            api_secret: s
+                .api_secret
+                .clone()
+                .ok_or_else(|| invalid("api_secret", "is required"))?,
+            cluster_secret: s
+                .cluster_secret
+                .clone()
+                .ok_or_else(|| invalid("cluster_secret", "is required"))?,
+            heartbeat_interval: Duration::from_millis(s.heartbeat_ms),
+            election_timeout_min: Duration::from_millis(s.election_timeout_min_ms),
+            election_timeout_max: Duration::from_millis(s.election_timeout_max_ms),
+            snapshot_logs_since_last: s.snapshot_logs_since_last,
+            max_message_bytes: s.max_message_bytes,
+            limits: Limits {
+                max_sessions: s.max_sessions,
+                max_connections_per_session: s.max_connections_per_session,
+                max_data_bytes: s.max_data_bytes,
+            },
+            node_timeout: Duration::from_millis(s.node_timeout_ms),
+            autoscaling: s.autoscaling.then_some(Policy {
+                min_nodes: s.autoscaling_min_nodes,
+                max_nodes: s.autoscaling_max_nodes,
+                min_load: s.autoscaling_min_load,
+                max_load: s.autoscaling_max_load,
+            }),
+            license: license(&s)?,
         };
         config.validate()?;
         Ok(config)
@@ -545,7 +488,8 @@ mod tests {
         let config = Config::resolve(&args()).unwrap();
         assert_eq!(config.peers.len(), 2);
         assert_eq!(config.heartbeat_interval, Duration::from_millis(50));
-        assert_eq!(config.limits.max_sessions, defaults::MAX_SESSIONS);
+        assert_eq!(config.limits.max_sessions, 100_000);
+        assert_eq!(config.autoscaling, None);
     }
 
     #[test]
@@ -623,14 +567,8 @@ mod tests {
         let license = Config::resolve(&a).unwrap().license.unwrap();
         assert_eq!(license.source.mode(), "online");
         assert_eq!(license.policy.trust_cap, 5);
-        assert_eq!(
-            license.policy.base_allowance,
-            defaults::LICENSE_BASE_ALLOWANCE
-        );
-        assert_eq!(
-            license.check_interval,
-            Duration::from_millis(defaults::LICENSE_CHECK_INTERVAL_MS)
-        );
+        assert_eq!(license.policy.base_allowance, 6);
+        assert_eq!(license.check_interval, Duration::from_secs(300));
         // An address no client could dial is refused here, not at the first check.
         a.license_authority = Some("not a host:port".into());
         assert!(matches!(
@@ -640,6 +578,30 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn every_key_reads_the_variable_named_after_it_and_secrets_stay_hidden() {
+        #[derive(clap::Parser)]
+        struct Serve {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        let command = <Serve as clap::CommandFactory>::command();
+        let mut keys = 0;
+        for arg in command.get_arguments() {
+            let key = arg.get_id().as_str();
+            let env = arg.get_env().and_then(|e| e.to_str());
+            assert_eq!(
+                env,
+                Some(format!("CHORUS_{}", key.to_uppercase()).as_str()),
+                "{key}"
+            );
+            let secret = key.ends_with("_secret") || key == "license_key";
+            assert_eq!(arg.is_hide_env_values_set(), secret, "{key}");
+            keys += 1;
+        }
+        assert!(keys > 30, "only {keys} keys");
     }
 
     #[test]
