@@ -36,6 +36,11 @@ pub enum ConfigError {
     },
 }
 
+/// The largest `max_data_bytes`: a quarter of the largest log entry
+/// ([`crate::raft::MAX_ENTRY_BYTES`]), so that any entry fits with room to spare.
+const MAX_DATA_BYTES: u32 = 256 * 1024;
+const _: () = assert!(MAX_DATA_BYTES as usize * 4 <= crate::raft::MAX_ENTRY_BYTES);
+
 fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
@@ -422,6 +427,13 @@ impl Config {
             return Err(invalid(
                 "max_message_bytes",
                 "must be at least 4194304 (4 MiB)",
+            ));
+        }
+        // A connection's data must fit, with everything else, in one log entry.
+        if self.limits.max_data_bytes > MAX_DATA_BYTES {
+            return Err(invalid(
+                "max_data_bytes",
+                format!("must be at most {MAX_DATA_BYTES} (256 KiB)"),
             ));
         }
         if self.limits.max_sessions == 0 || self.limits.max_connections_per_session == 0 {

@@ -2,7 +2,9 @@
 //!
 //! A master is SERVING while both hold:
 //! - it is in touch with a leader: as leader, a quorum acknowledged it within an
-//!   election timeout; as follower, an append from the leader arrived within one;
+//!   election timeout and, if it holds entries not yet committed, its commit index moved
+//!   within one (a quorum that answers heartbeats but takes no entries cannot commit a
+//!   write); as follower, an append from the leader arrived within an election timeout;
 //! - it has applied everything it knew to be committed one tick (a heartbeat interval)
 //!   ago, so a master replaying a long log is not sent traffic it would serve stale.
 //!
@@ -34,6 +36,8 @@ pub async fn report_health(
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut committed_a_tick_ago = None;
+    // The commit index and when it was last seen to move.
+    let mut commit_progress = (None, tokio::time::Instant::now());
     let mut reported = None;
     loop {
         tokio::select! {
@@ -43,10 +47,18 @@ pub async fn report_health(
         let (in_touch, applied, committed) = {
             let metrics = raft.metrics();
             let m = metrics.borrow_watched();
+            let committed = m.cluster_committed.map(|id| id.index);
+            if committed != commit_progress.0 {
+                commit_progress = (committed, tokio::time::Instant::now());
+            }
+            let commits =
+                m.last_log_index <= committed || commit_progress.1.elapsed() < election_timeout;
             let in_touch = match m.current_leader {
-                Some(leader) if leader == m.id => m
-                    .last_quorum_acked
-                    .is_some_and(|acked| acked.elapsed() < election_timeout),
+                Some(leader) if leader == m.id => {
+                    commits
+                        && m.last_quorum_acked
+                            .is_some_and(|acked| acked.elapsed() < election_timeout)
+                }
                 Some(_) => contact
                     .last()
                     .is_some_and(|last| last.elapsed() < election_timeout),

@@ -34,6 +34,14 @@ type Client = PeerClient<InterceptedService<Channel, BearerToken>>;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// HTTP/2 keep-alive pings notice a dead peer on an idle channel.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// The most bytes of entries one append carries (less if the peer message limit is
+/// lower): a longer batch is cut, its prefix sent, and openraft sends the rest next, so
+/// no batch is ever too large to arrive. At least two of the largest log entries fit.
+const APPEND_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// The slowest transfer an append's deadline allows for: openraft's soft deadline
+/// (a fraction of the heartbeat interval) suits a heartbeat, not megabytes on a busy
+/// link and disk, so an append gets one more second per this many bytes.
+const APPEND_BYTES_PER_SECOND: u64 = 32 * 1024 * 1024;
 
 /// openraft's network factory: one long-lived channel per peer address.
 #[derive(Clone)]
@@ -92,6 +100,7 @@ impl RaftNetworkFactory<C> for PeerNetwork {
             target,
             client: self.client(&node.addr).map_err(|e| e.to_string()),
             appends: None,
+            append_budget: APPEND_BATCH_BYTES.min(self.max_message_bytes / 2),
         }
     }
 }
@@ -104,6 +113,8 @@ pub struct PeerConnection {
     client: Result<Client, String>,
     /// The open append session, between two append streams.
     appends: Option<AppendSession>,
+    /// The most bytes one append message carries.
+    append_budget: usize,
 }
 
 fn unreachable(e: impl std::fmt::Display) -> Unreachable<C> {
@@ -189,7 +200,8 @@ struct AppendSession {
 }
 
 impl AppendSession {
-    /// Sends `request` and waits for its result, at most `ttl`.
+    /// Sends `request` and waits for its result, at most `ttl` plus the time its size
+    /// needs.
     async fn exchange(
         &mut self,
         request: &AppendEntriesRequest<C>,
@@ -197,6 +209,7 @@ impl AppendSession {
         timeout: &Timeout<C>,
     ) -> Result<StreamAppendResult<C>, RPCError<C>> {
         let data = codec::encode(request).map_err(codec_error)?;
+        let ttl = ttl + Duration::from_secs_f64(data.len() as f64 / APPEND_BYTES_PER_SECOND as f64);
         self.requests
             .unbounded_send(pb::Payload { data })
             .map_err(|_| RPCError::Unreachable(unreachable("the append stream is closed")))?;
@@ -226,6 +239,38 @@ impl PeerConnection {
             .into_inner();
         Ok(AppendSession { requests, results })
     }
+}
+
+/// `request` cut to the longest prefix of its entries that encodes within `budget`
+/// bytes (at least one entry, which the entry size limit keeps well under any budget),
+/// announcing a commit no further than its last entry; `None` if it fits whole.
+pub(super) fn within_budget(
+    request: &AppendEntriesRequest<C>,
+    budget: usize,
+) -> Option<AppendEntriesRequest<C>> {
+    if request.entries.len() < 2 || codec::encoded_len(request).ok()? <= budget {
+        return None;
+    }
+    let mut bytes = 0;
+    let mut take = 0;
+    for entry in &request.entries {
+        bytes += codec::encoded_len(entry).ok()?;
+        if take > 0 && bytes > budget {
+            break;
+        }
+        take += 1;
+    }
+    if take == request.entries.len() {
+        return None;
+    }
+    let entries = request.entries[..take].to_vec();
+    let last = entries.last().map(|entry| entry.log_id);
+    Some(AppendEntriesRequest {
+        vote: request.vote,
+        prev_log_id: request.prev_log_id,
+        leader_commit: request.leader_commit.min(last),
+        entries,
+    })
 }
 
 impl RaftNetworkV2<C> for PeerConnection {
@@ -276,6 +321,7 @@ impl RaftNetworkV2<C> for PeerConnection {
         Box::pin(async move {
             let ttl = option.soft_ttl();
             let timeout = self.timeout(RPCTypes::AppendEntries, ttl);
+            let budget = self.append_budget;
             let session = self.append_session(ttl).await?;
             let slot = &mut self.appends;
             let results = futures::stream::unfold(Some((input, session, slot)), move |state| {
@@ -287,9 +333,19 @@ impl RaftNetworkV2<C> for PeerConnection {
                         *slot = Some(session);
                         return None;
                     };
-                    let result = session.exchange(&request, ttl, &timeout).await;
-                    let go_on = matches!(result, Ok(Ok(_)));
-                    Some((result, go_on.then_some((input, session, slot))))
+                    let Some(prefix) = within_budget(&request, budget) else {
+                        let result = session.exchange(&request, ttl, &timeout).await;
+                        let go_on = matches!(result, Ok(Ok(_)));
+                        return Some((result, go_on.then_some((input, session, slot))));
+                    };
+                    // Only a prefix goes: the stream ends after its result (the session,
+                    // with nothing in flight, is kept), and openraft sends the rest from
+                    // where the peer's log now matches.
+                    let result = session.exchange(&prefix, ttl, &timeout).await;
+                    if matches!(result, Ok(Ok(_))) {
+                        *slot = Some(session);
+                    }
+                    Some((result, None))
                 }
             });
             Ok(Box::pin(results) as AppendResults<'s>)

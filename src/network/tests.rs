@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::pb::peer_server::{Peer, PeerServer};
 use super::pb::{self, SnapshotChunk};
-use super::{PeerNetwork, client::PeerConnection};
+use super::{PeerNetwork, client::PeerConnection, client::within_budget};
 use crate::auth::BearerCheck;
 use crate::codec;
 use crate::raft::{Entry, TypeConfig, Vote};
@@ -331,4 +331,21 @@ async fn a_single_append_reads_its_result_as_an_append_entries_response() {
         let response = h.single_append(0, append(1, 2), answer).await;
         assert_eq!(response, expected);
     }
+}
+
+#[test]
+fn an_append_over_the_budget_is_cut_to_a_prefix_committing_no_further() {
+    let mut request = append(4, 10);
+    request.leader_commit = Some(openraft::testing::log_id::<C>(1, 1, 14));
+    let whole = codec::encoded_len(&request).unwrap();
+    assert!(within_budget(&request, whole).is_none(), "it fits whole");
+
+    let entry = codec::encoded_len(&request.entries[0]).unwrap();
+    let prefix = within_budget(&request, entry * 3).unwrap();
+    assert_eq!(prefix.entries, request.entries[..3]);
+    assert_eq!(prefix.prev_log_id, request.prev_log_id);
+    assert_eq!(prefix.leader_commit, Some(prefix.entries[2].log_id));
+
+    // One entry always goes, whatever the budget.
+    assert_eq!(within_budget(&request, 1).unwrap().entries.len(), 1);
 }

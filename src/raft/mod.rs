@@ -5,7 +5,7 @@
 mod proposal;
 mod state_machine;
 
-pub use proposal::{leading_term, not_leader, now_millis, propose};
+pub use proposal::{MAX_ENTRY_BYTES, leading_term, not_leader, now_millis, propose};
 pub use state_machine::{Applied, SharedApplied, Snapshot, StateMachineStore, read};
 
 pub use crate::type_config::{

@@ -7,12 +7,22 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, RaftError};
 
 use super::{NodeId, Raft};
+use crate::codec;
 use crate::error::Error;
 use crate::state::{Command, Op, Outcome};
 
+/// The largest log entry the leader proposes, encoded. Every entry must reach every
+/// follower in one append within a replication deadline; one that could not would be
+/// resent for ever and wedge the log behind it. The configuration keeps the data limits
+/// well under this, and the peer messages (at least 4 MiB) well over it.
+pub const MAX_ENTRY_BYTES: usize = 1024 * 1024;
+
 /// Proposes `op` under `request_id` and returns what applying it produced.
 ///
-/// A master that is not the leader proposes nothing and answers [`Error::NotLeader`].
+/// The op's stateless checks ([`Op::check`]) and the entry's size are checked first: a
+/// request that would be refused, or that could not be replicated, is answered here and
+/// never enters the log. A master that is not the leader proposes nothing and answers
+/// [`Error::NotLeader`].
 /// Any other failure leaves the outcome unknown (the entry may still commit): only a
 /// retry under the same request id is then safe.
 pub async fn propose(raft: &Raft, request_id: Option<String>, op: Op) -> Result<Outcome, Error> {
@@ -21,6 +31,15 @@ pub async fn propose(raft: &Raft, request_id: Option<String>, op: Op) -> Result<
         at: now_millis(),
         op,
     };
+    command.op.check().map_err(Error::Domain)?;
+    let bytes = codec::encoded_len(&command).map_err(|e| Error::Internal(e.to_string()))?;
+    if bytes > MAX_ENTRY_BYTES {
+        return Err(Error::Domain(crate::state::Error::ResourceExhausted(
+            format!(
+                "the request is {bytes} bytes as a log entry, over the limit of {MAX_ENTRY_BYTES}"
+            ),
+        )));
+    }
     match raft.client_write(command).await {
         Ok(response) => response.data.map_err(Error::Domain),
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {

@@ -199,6 +199,32 @@ pub enum Op {
     },
 }
 
+impl Op {
+    /// The checks that need no state (the shapes and sizes of its fields), the same
+    /// that applying it makes: the leader runs them before proposing, so a request
+    /// that would be refused never enters the log.
+    pub fn check(&self) -> Result<(), Error> {
+        match self {
+            Op::CreateConnection(new) => {
+                super::connection::check_data_size("server_data", &new.server_data, new.limits)
+            }
+            Op::JoinConnection {
+                token,
+                ip,
+                client_data,
+                limits,
+            } => super::connection::check_join(token, ip, client_data.as_deref(), *limits),
+            Op::RegisterMediaNode {
+                id,
+                uri,
+                environment_id,
+                cores,
+            } => super::media_node::check_registration(id, uri, environment_id, *cores),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// What a successful op returns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {

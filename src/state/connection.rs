@@ -197,16 +197,7 @@ impl State {
         client_data: Option<&str>,
         limits: Limits,
     ) -> Response {
-        validate_token(token)?;
-        if ip.len() > MAX_IP_LEN {
-            return Err(Error::invalid_argument(
-                "ip",
-                format!("must be at most {MAX_IP_LEN} bytes, got {}", ip.len()),
-            ));
-        }
-        if let Some(data) = client_data {
-            check_data_size("client_data", data, limits)?;
-        }
+        check_join(token, ip, client_data, limits)?;
         let owner = self
             .tokens
             .get(token)
@@ -290,11 +281,32 @@ impl State {
     }
 }
 
+/// The checks of `Op::JoinConnection` that need no state: the token's shape, the
+/// address's length, the data's size.
+pub(super) fn check_join(
+    token: &str,
+    ip: &str,
+    client_data: Option<&str>,
+    limits: Limits,
+) -> Result<(), Error> {
+    validate_token(token)?;
+    if ip.len() > MAX_IP_LEN {
+        return Err(Error::invalid_argument(
+            "ip",
+            format!("must be at most {MAX_IP_LEN} bytes, got {}", ip.len()),
+        ));
+    }
+    if let Some(data) = client_data {
+        check_data_size("client_data", data, limits)?;
+    }
+    Ok(())
+}
+
 /// Refuses `data` longer than `limits.max_data_bytes`, naming the field and the limit.
 ///
 /// RESOURCE_EXHAUSTED rather than INVALID_ARGUMENT: the data is well formed, it only
 /// exceeds a configured limit, and the API contract files limits under that code.
-fn check_data_size(field: &str, data: &str, limits: Limits) -> Result<(), Error> {
+pub(super) fn check_data_size(field: &str, data: &str, limits: Limits) -> Result<(), Error> {
     let max = limits.max_data_bytes;
     if data.len() > max as usize {
         return Err(Error::ResourceExhausted(format!(

@@ -45,6 +45,9 @@ pub const MAX_URI_LEN: usize = 512;
 
 /// Longest `environment_id`, in bytes (cloud instance ids are far shorter).
 pub const MAX_ENVIRONMENT_ID_LEN: usize = 256;
+/// The most CPU cores a media node may declare: more than any single host has, few
+/// enough that metering (cores × minutes) cannot overflow or be inflated absurdly.
+pub const MAX_CORES: u32 = 4_096;
 
 /// Where a media node is in its life (OpenVidu Pro's statuses plus CRASHED).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -141,6 +144,39 @@ impl MediaNode {
     }
 }
 
+/// The checks of `Op::RegisterMediaNode` that need no state.
+pub(super) fn check_registration(
+    id: &str,
+    uri: &str,
+    environment_id: &str,
+    cores: u32,
+) -> Result<(), Error> {
+    validate_media_node_id(id)?;
+    if uri.is_empty()
+        || uri.len() > MAX_URI_LEN
+        || uri.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(Error::invalid_argument(
+            "uri",
+            format!("must be 1 to {MAX_URI_LEN} bytes without spaces or control characters"),
+        ));
+    }
+    if environment_id.len() > MAX_ENVIRONMENT_ID_LEN || environment_id.chars().any(char::is_control)
+    {
+        return Err(Error::invalid_argument(
+            "environment_id",
+            format!("must be at most {MAX_ENVIRONMENT_ID_LEN} bytes without control characters"),
+        ));
+    }
+    if !(1..=MAX_CORES).contains(&cores) {
+        return Err(Error::invalid_argument(
+            "cores",
+            format!("must be from 1 to {MAX_CORES}, got {cores}"),
+        ));
+    }
+    Ok(())
+}
+
 impl State {
     /// `Op::RegisterMediaNode`: adds the node in LAUNCHING. The same id with the same
     /// uri is a retry by the node's agent and returns the node unchanged.
@@ -152,29 +188,7 @@ impl State {
         environment_id: &str,
         cores: u32,
     ) -> Response {
-        validate_media_node_id(id)?;
-        if uri.is_empty()
-            || uri.len() > MAX_URI_LEN
-            || uri.chars().any(|c| c.is_control() || c.is_whitespace())
-        {
-            return Err(Error::invalid_argument(
-                "uri",
-                format!("must be 1 to {MAX_URI_LEN} bytes without spaces or control characters"),
-            ));
-        }
-        if environment_id.len() > MAX_ENVIRONMENT_ID_LEN
-            || environment_id.chars().any(char::is_control)
-        {
-            return Err(Error::invalid_argument(
-                "environment_id",
-                format!(
-                    "must be at most {MAX_ENVIRONMENT_ID_LEN} bytes without control characters"
-                ),
-            ));
-        }
-        if cores == 0 {
-            return Err(Error::invalid_argument("cores", "must be at least 1"));
-        }
+        check_registration(id, uri, environment_id, cores)?;
         if let Some(existing) = self.media_nodes.get(id) {
             if existing.uri == uri {
                 return Ok(Outcome::MediaNode(existing.clone()));
@@ -475,8 +489,14 @@ mod tests {
                 register_with("n1", "u".into(), "e".repeat(MAX_ENVIRONMENT_ID_LEN + 1), 1),
             ),
             ("cores", register_with("n1", "u".into(), String::new(), 0)),
+            (
+                "cores",
+                register_with("n1", "u".into(), String::new(), MAX_CORES + 1),
+            ),
         ];
         for (field, op) in cases {
+            // The leader's check before proposing refuses what applying refuses.
+            assert_eq!(op.check().as_ref().err(), Some(&h.err(op.clone())));
             let error = h.err(op);
             assert!(
                 matches!(&error, Error::InvalidArgument { field: f, .. } if f == field),
@@ -487,7 +507,7 @@ mod tests {
             "n1",
             "u".repeat(MAX_URI_LEN),
             String::new(),
-            u32::MAX,
+            MAX_CORES,
         ));
     }
 

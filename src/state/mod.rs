@@ -72,6 +72,6 @@ pub use id::{
 pub use license::{CheckOutcome, License, LicenseStatus, MAX_REASON_LEN, TrustPolicy};
 pub use machine::State;
 use machine::Tick;
-pub use media_node::{MAX_ENVIRONMENT_ID_LEN, MAX_URI_LEN, MediaNode, MediaNodeStatus};
+pub use media_node::{MAX_CORES, MAX_ENVIRONMENT_ID_LEN, MAX_URI_LEN, MediaNode, MediaNodeStatus};
 pub use request_log::{MAX_REMEMBERED_REQUESTS, REQUEST_ID_TTL, RequestLog};
 pub use session::{DisplacementReason, MediaMode, RecordingMode, Session, VideoCodec};

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
@@ -12,7 +11,7 @@ use std::time::{Duration, Instant};
 use chorus::api::pb;
 use chorus::client::{Client, Timeouts};
 
-use crate::port::free_addr;
+use crate::port::{free_addr, free_listener};
 use crate::process::Processes;
 use crate::proxy::Network;
 
@@ -147,8 +146,8 @@ impl Cluster {
     fn place(&self, id: u64) -> io::Result<Master> {
         let peer_addr = free_addr();
         let listed_peer_addr = if self.options.proxied {
-            let listed = free_addr();
-            let listener = TcpListener::bind(&listed)?;
+            let listener = free_listener();
+            let listed = listener.local_addr()?.to_string();
             self.network.serve(id, listener, peer_addr.clone());
             listed
         } else {

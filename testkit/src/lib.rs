@@ -16,6 +16,6 @@ mod process;
 mod proxy;
 
 pub use cluster::{Cluster, Master, Options, Program};
-pub use port::{free_addr, free_port};
+pub use port::{free_addr, free_listener, free_port};
 pub use process::Processes;
 pub use proxy::{Fault, Network};

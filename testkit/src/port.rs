@@ -10,6 +10,17 @@ use std::net::TcpListener;
 /// (32768–60999), where no outgoing connection lands, and a process-wide counter keeps
 /// concurrent users in one process from picking the same one; each is checked free.
 pub fn free_port() -> u16 {
+    let listener = free_listener();
+    listener
+        .local_addr()
+        .expect("a bound listener has an address")
+        .port()
+}
+
+/// A listener on a free loopback port, from the same range as [`free_port`], for a
+/// listener of the caller's own (a proxy): bound at once, so there is no gap between
+/// finding the port free and taking it.
+pub fn free_listener() -> TcpListener {
     use std::sync::atomic::{AtomicU32, Ordering};
     const FIRST: u32 = 20_000;
     const SPAN: u32 = 12_000;
@@ -23,8 +34,8 @@ pub fn free_port() -> u16 {
     );
     loop {
         let port = (FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            return listener;
         }
     }
 }
