@@ -287,6 +287,88 @@ async fn wiped_voter_is_refused() {
     cluster.create_session("after-wipe").await;
 }
 
+/// A master whose log file was damaged while it was down (here cut to half its length)
+/// used to start on a rolled-back log and could win an election without acknowledged
+/// entries. It refuses to start, naming the file; the others go on with every write; and
+/// the recovery the refusal describes (remove it, start it empty, add it back) works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_master_refuses_to_start_and_rejoins_by_the_documented_recovery() {
+    let mut cluster = Cluster::start(3, Options::default());
+    let leader = cluster.leader().await;
+    let ids = write_sessions(&cluster, "kept", 50).await;
+    cluster.converged().await;
+    let victim = (1..=3).find(|id| *id != leader).unwrap();
+    cluster.kill(victim);
+    let data_dir = cluster.masters[&victim].data_dir.clone();
+    let db = data_dir.join("db");
+    let file = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+    file.set_len(file.metadata().unwrap().len() / 2).unwrap();
+    drop(file);
+
+    cluster.restart(victim);
+    let exit = cluster.exit_status(victim).await;
+    assert!(!exit.success(), "a damaged master started");
+    let log = cluster.log(victim);
+    assert!(log.contains(&db.display().to_string()), "{log}");
+    assert!(log.contains("damaged"), "{log}");
+    let others: Vec<u64> = (1..=3).filter(|id| *id != victim).collect();
+    for id in &others {
+        assert_linearizably_present(&cluster, *id, &ids).await;
+    }
+
+    // The recovery: out of the membership, an empty data dir, back as a learner, a voter.
+    through_follower(&cluster, "remove the damaged master", |mut c| {
+        let voters = others.clone();
+        async move {
+            c.change_membership(pb::ChangeMembershipRequest {
+                voters,
+                retain: false,
+            })
+            .await
+        }
+    })
+    .await;
+    std::fs::remove_dir_all(&data_dir).unwrap();
+    cluster.restart(victim);
+    cluster
+        .eventually("the restarted master to serve", || cluster.status(victim))
+        .await;
+    let peer_addr = cluster.peers()[&victim].clone();
+    // Any member takes it (a follower forwards it); the new master knows no leader yet.
+    let mut client = cluster.cluster_client(others[0]).await;
+    client
+        .add_learner(pb::AddLearnerRequest {
+            id: victim,
+            peer_addr,
+            blocking: true,
+        })
+        .await
+        .unwrap();
+    let written = cluster.status(others[0]).await.unwrap().last_applied;
+    cluster
+        .eventually("the learner to catch up", || async {
+            let status = cluster.status(victim).await?;
+            (status.last_applied >= written).then_some(())
+        })
+        .await;
+    let status = client
+        .change_membership(pb::ChangeMembershipRequest {
+            voters: vec![1, 2, 3],
+            retain: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let voters: Vec<u64> = status
+        .members
+        .iter()
+        .filter(|m| m.voter)
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(voters, vec![1, 2, 3]);
+    assert_converged_with(&cluster, [victim], &ids).await;
+}
+
 /// A master whose Raft core stops on its own (openraft's `Fatal`, here a storage error:
 /// building a snapshot cannot open a file) must not serve on as a zombie: it stops, says
 /// why, and exits non-zero so that its supervisor restarts it.

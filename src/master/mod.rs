@@ -352,7 +352,7 @@ impl Master {
         tasks: &Tasks,
     ) -> Result<Master, StartError> {
         let store = open_store(&config)?;
-        let pristine = store.log.is_pristine()?;
+        let pristine = store.pristine;
         let network = PeerNetwork::new(config.id, &config.cluster_secret, config.max_message_bytes)
             .map_err(|e| StartError::ClusterSecret(e.message().to_owned()))?;
         let peer_server = serve_peer_port(&config, listeners.peer, pristine, tasks);

@@ -12,11 +12,20 @@
 //! A single flusher thread serves every writer: it takes all requests that queued while
 //! the previous flush ran and answers them with one flush. Under load this turns N
 //! concurrent appends into one fsync (group commit); alone, a request pays one fsync.
+//!
+//! The flusher also keeps the high-water mark ([`super::mark`]): a request may say what
+//! its writes moved (the log's end, the vote), and once the flush made them durable the
+//! mark file records them. For appends it does so after answering, while writers have
+//! their answer (one more `fdatasync`, off their path); a vote or the lowering before a
+//! truncation is recorded before the answer, as it must be durable when the call returns.
 
 use std::fs::File;
 use std::io;
 use std::path::Path;
 use std::sync::mpsc;
+
+use super::mark::{Mark, MarkFile};
+use crate::type_config::{LogId, Vote};
 
 /// Snapshot data is stored in chunks of this size. Above a quarter of sled's 512 KiB
 /// segment, so sled writes each chunk to a blob file of its own rather than through its
@@ -29,6 +38,34 @@ type Done = Box<dyn FnOnce(io::Result<()>) + Send>;
 
 struct Request {
     done: Done,
+    /// What the writes before the request moved, for the mark.
+    moved: Option<Moved>,
+}
+
+/// What a store's writes moved, as the high-water mark records it.
+#[derive(Debug, Clone, Copy)]
+pub enum Moved {
+    /// Entries were appended up to this log id: the log ends there.
+    Appended(LogId),
+    /// The log is about to be truncated after this log id (recorded before the answer).
+    TruncatingAfter(Option<LogId>),
+    /// This vote was saved (recorded before the answer).
+    Voted(Vote),
+}
+
+impl Moved {
+    /// Whether the mark must be durable before the request is answered.
+    fn is_urgent(&self) -> bool {
+        !matches!(self, Moved::Appended(_))
+    }
+
+    fn apply(self, mark: &mut Mark) {
+        match self {
+            Moved::Appended(last) => mark.last_log_id = Some(last),
+            Moved::TruncatingAfter(last) => mark.last_log_id = mark.last_log_id.min(last),
+            Moved::Voted(vote) => mark.vote = Some(vote),
+        }
+    }
 }
 
 /// The handle writers use to wait for durability. Cloneable; the thread stops when the
@@ -57,8 +94,14 @@ impl FlusherThread {
 }
 
 impl Flusher {
-    /// Starts the flusher thread for `db`, whose files live in `dir`.
-    pub fn start(db: sled::Db, dir: &Path) -> io::Result<(Flusher, FlusherThread)> {
+    /// Starts the flusher thread for `db`, whose files live in `dir`, keeping
+    /// `mark_file`; `reached` is how far the store's log and vote reach now.
+    pub fn start(
+        db: sled::Db,
+        dir: &Path,
+        mut mark_file: MarkFile,
+        reached: Mark,
+    ) -> io::Result<(Flusher, FlusherThread)> {
         let db_file = File::open(dir.join("db"))?;
         let blob_dir = dir.join("blobs");
         let (tx, rx) = mpsc::channel::<Request>();
@@ -67,10 +110,28 @@ impl Flusher {
             .name("chorus-flusher".into())
             .spawn(move || {
                 let mut blobs = BlobSync::default();
+                let mut mark = reached;
+                // A failure to record the mark after answering is reported to the next
+                // batch: the store is failing, and its writers must hear it.
+                let mut failed_mark: Option<io::Error> = None;
                 while let Ok(first) = rx.recv() {
                     let mut batch = vec![first];
                     batch.extend(rx.try_iter());
-                    let result = flush(&db, &db_file, &blob_dir, &mut blobs);
+                    let mut result = match failed_mark.take() {
+                        Some(e) => Err(e),
+                        None => flush(&db, &db_file, &blob_dir, &mut blobs),
+                    };
+                    let mut urgent = false;
+                    if result.is_ok() {
+                        for moved in batch.iter().filter_map(|request| request.moved) {
+                            urgent |= moved.is_urgent();
+                            moved.apply(&mut mark);
+                        }
+                        if urgent {
+                            result = mark_file.write(mark);
+                        }
+                    }
+                    let answered_ok = result.is_ok();
                     for request in batch {
                         let result = match &result {
                             Ok(()) => Ok(()),
@@ -78,22 +139,29 @@ impl Flusher {
                         };
                         (request.done)(result);
                     }
+                    if answered_ok && !urgent {
+                        failed_mark = mark_file.write(mark).err();
+                    }
                 }
                 // Every writer is gone: make whatever they wrote without waiting (the
                 // committed mark, say) durable before reporting the store closed, and
                 // release sled first, so that the database can be opened again at once
                 // (sled locks its files until the last handle is dropped).
-                let result = flush(&db, &db_file, &blob_dir, &mut blobs);
+                let result = flush(&db, &db_file, &blob_dir, &mut blobs)
+                    .and_then(|()| failed_mark.map_or(Ok(()), Err))
+                    .and_then(|()| mark_file.write(mark));
                 drop(db);
                 let _ = finished_tx.send(result);
             })?;
         Ok((Flusher { tx }, FlusherThread { finished }))
     }
 
-    /// Runs `done` once everything written so far is durable.
-    pub fn submit(&self, done: impl FnOnce(io::Result<()>) + Send + 'static) {
+    /// Runs `done` once everything written so far is durable (and, if the writes
+    /// `moved` something, the mark recorded it as [`Moved`] says).
+    pub fn submit(&self, moved: Option<Moved>, done: impl FnOnce(io::Result<()>) + Send + 'static) {
         let request = Request {
             done: Box::new(done),
+            moved,
         };
         if let Err(mpsc::SendError(request)) = self.tx.send(request) {
             (request.done)(Err(io::Error::other("the flusher has stopped")));
@@ -102,8 +170,13 @@ impl Flusher {
 
     /// Waits until everything written so far is durable.
     pub async fn flush(&self) -> io::Result<()> {
+        self.flush_moved(None).await
+    }
+
+    /// Waits until everything written so far is durable, and the mark records `moved`.
+    pub async fn flush_moved(&self, moved: Option<Moved>) -> io::Result<()> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.submit(move |result| {
+        self.submit(moved, move |result| {
             let _ = tx.send(result);
         });
         rx.await

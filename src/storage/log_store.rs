@@ -1,8 +1,8 @@
 //! The Raft log and vote in sled.
 //!
-//! Layout: tree `log` maps the big-endian index to a postcard-encoded entry, so sled's
-//! key order is log order; tree `meta` holds the vote, the committed log id and the last
-//! purged log id.
+//! Layout: tree `log` maps the big-endian index to a checksummed entry
+//! ([`super::checksum`]), so sled's key order is log order; tree `meta` holds the vote,
+//! the committed log id and the last purged log id, checksummed too.
 //!
 //! Invariants:
 //! - The indexes in `log` are consecutive: append adds at the end, truncate removes from
@@ -11,16 +11,22 @@
 //!   everything written before them are fsync-durable; the vote is durable before
 //!   `save_vote` returns. sled recovers a prefix of its writes, so a durable append also
 //!   makes every earlier truncate, purge and commit mark durable.
+//! - The high-water mark ([`super::mark`]) is never ahead of the durable log: appends
+//!   raise it once flushed, and a truncation lowers it, durably, before removing
+//!   anything.
 
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::Arc;
 
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
 
-use super::durable::Flusher;
-use crate::codec;
+use super::checksum;
+use super::durable::{Flusher, Moved};
+use super::mark::Mark;
 use crate::type_config::{Entry, LogId, TypeConfig, Vote};
 
 const VOTE: &[u8] = b"vote";
@@ -29,8 +35,7 @@ const LAST_PURGED: &[u8] = b"last_purged";
 
 /// The log store handed to openraft.
 pub struct LogStore {
-    log: sled::Tree,
-    meta: sled::Tree,
+    trees: LogReader,
     flusher: Flusher,
 }
 
@@ -39,31 +44,46 @@ pub struct LogStore {
 pub struct LogReader {
     log: sled::Tree,
     meta: sled::Tree,
+    /// The database file, named when a value is found damaged.
+    db: Arc<Path>,
+}
+
+/// What a store holds before Raft starts on it.
+pub struct Found {
+    /// How far its vote and log reach.
+    pub mark: Mark,
+    /// It has never voted nor logged anything: a master starting with it knows nothing
+    /// of any group.
+    pub pristine: bool,
+}
+
+impl Found {
+    /// Reads it from the log trees of `db`, in `dir`.
+    pub fn read(db: &sled::Db, dir: &Path) -> io::Result<Found> {
+        let trees = LogReader::open(db, dir)?;
+        let vote = trees.read_meta::<Vote>(VOTE)?;
+        let last_purged = trees.read_meta::<LogId>(LAST_PURGED)?;
+        Ok(Found {
+            mark: Mark {
+                vote,
+                last_log_id: trees.last_log_id()?.max(last_purged),
+            },
+            pristine: trees.log.is_empty() && vote.is_none() && last_purged.is_none(),
+        })
+    }
 }
 
 impl LogStore {
-    /// Opens the log trees of `db`.
-    pub fn open(db: &sled::Db, flusher: Flusher) -> io::Result<Self> {
+    /// Opens the log trees of `db`, in `dir`.
+    pub fn open(db: &sled::Db, flusher: Flusher, dir: &Path) -> io::Result<Self> {
         Ok(LogStore {
-            log: db.open_tree("log").map_err(io::Error::other)?,
-            meta: db.open_tree("meta").map_err(io::Error::other)?,
+            trees: LogReader::open(db, dir)?,
             flusher,
         })
     }
 
     fn reader(&self) -> LogReader {
-        LogReader {
-            log: self.log.clone(),
-            meta: self.meta.clone(),
-        }
-    }
-
-    /// Whether this store has never voted nor logged anything: a master starting with it
-    /// knows nothing of any group.
-    pub fn is_pristine(&self) -> io::Result<bool> {
-        Ok(self.log.is_empty()
-            && read_meta::<Vote>(&self.meta, VOTE)?.is_none()
-            && read_meta::<LogId>(&self.meta, LAST_PURGED)?.is_none())
+        self.trees.clone()
     }
 }
 
@@ -85,21 +105,6 @@ fn sled_err(e: sled::Error) -> io::Error {
     }
 }
 
-fn read_meta<T: serde::de::DeserializeOwned>(
-    meta: &sled::Tree,
-    name: &[u8],
-) -> io::Result<Option<T>> {
-    meta.get(name)
-        .map_err(sled_err)?
-        .map(|bytes| codec::decode(&bytes))
-        .transpose()
-}
-
-fn write_meta<T: serde::Serialize>(meta: &sled::Tree, name: &[u8], value: &T) -> io::Result<()> {
-    meta.insert(name, codec::encode(value)?).map_err(sled_err)?;
-    Ok(())
-}
-
 fn to_sled_range(range: impl RangeBounds<u64>) -> (Bound<[u8; 8]>, Bound<[u8; 8]>) {
     let map = |b: Bound<&u64>| match b {
         Bound::Included(i) => Bound::Included(key(*i)),
@@ -110,12 +115,59 @@ fn to_sled_range(range: impl RangeBounds<u64>) -> (Bound<[u8; 8]>, Bound<[u8; 8]
 }
 
 impl LogReader {
+    fn open(db: &sled::Db, dir: &Path) -> io::Result<Self> {
+        Ok(LogReader {
+            log: db.open_tree("log").map_err(io::Error::other)?,
+            meta: db.open_tree("meta").map_err(io::Error::other)?,
+            db: dir.join("db").into(),
+        })
+    }
+
+    fn read_meta<T: serde::de::DeserializeOwned>(&self, name: &[u8]) -> io::Result<Option<T>> {
+        self.meta
+            .get(name)
+            .map_err(sled_err)?
+            .map(|bytes| {
+                checksum::open(&bytes, &|| {
+                    format!(
+                        "{}: the {}",
+                        self.db.display(),
+                        String::from_utf8_lossy(name)
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    fn write_meta<T: serde::Serialize>(&self, name: &[u8], value: &T) -> io::Result<()> {
+        self.meta
+            .insert(name, checksum::seal(value)?)
+            .map_err(sled_err)?;
+        Ok(())
+    }
+
+    fn decode_entry(&self, index: u64, bytes: &[u8]) -> io::Result<Entry> {
+        let entry: Entry = checksum::open(bytes, &|| {
+            format!("{}: log entry {index}", self.db.display())
+        })?;
+        if entry.log_id.index != index {
+            return Err(super::damaged(
+                &self.db,
+                &format!(
+                    "log entry {index} holds the entry of index {}",
+                    entry.log_id.index
+                ),
+            ));
+        }
+        Ok(entry)
+    }
+
     fn entries(&self, range: impl RangeBounds<u64>) -> io::Result<Vec<Entry>> {
         let mut entries: Vec<Entry> = Vec::new();
         for item in self.log.range(to_sled_range(range)) {
             let (k, v) = item.map_err(sled_err)?;
-            let entry: Entry = codec::decode(&v)?;
             let index = index_of(&k)?;
+            let entry = self.decode_entry(index, &v)?;
             if let Some(prev) = entries.last() {
                 if prev.log_id.index + 1 != index {
                     return Err(io::Error::new(
@@ -131,7 +183,7 @@ impl LogReader {
 
     fn last_log_id(&self) -> io::Result<Option<LogId>> {
         match self.log.last().map_err(sled_err)? {
-            Some((_, v)) => Ok(Some(codec::decode::<Entry>(&v)?.log_id)),
+            Some((k, v)) => Ok(Some(self.decode_entry(index_of(&k)?, &v)?.log_id)),
             None => Ok(None),
         }
     }
@@ -146,7 +198,7 @@ impl RaftLogReader<TypeConfig> for LogReader {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
-        read_meta(&self.meta, VOTE)
+        self.read_meta(VOTE)
     }
 }
 
@@ -159,7 +211,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
-        read_meta(&self.meta, VOTE)
+        self.trees.read_meta(VOTE)
     }
 }
 
@@ -167,7 +219,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogReader;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
-        let last_purged_log_id: Option<LogId> = read_meta(&self.meta, LAST_PURGED)?;
+        let last_purged_log_id: Option<LogId> = self.trees.read_meta(LAST_PURGED)?;
         // A purge records its point before removing entries, and may purge past the end
         // of the log (after a snapshot install): a crash in between leaves entries at or
         // below the purge point, which are as good as gone.
@@ -183,18 +235,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
-        write_meta(&self.meta, VOTE, vote)?;
-        self.flusher.flush().await
+        self.trees.write_meta(VOTE, vote)?;
+        self.flusher.flush_moved(Some(Moved::Voted(*vote))).await
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
         // Not flushed here: the next durable append or vote carries it to disk, and a
         // committed mark older than the truth only means re-applying a little more.
-        write_meta(&self.meta, COMMITTED, &committed)
+        self.trees.write_meta(COMMITTED, &committed)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
-        Ok(read_meta::<Option<LogId>>(&self.meta, COMMITTED)?.flatten())
+        Ok(self.trees.read_meta::<Option<LogId>>(COMMITTED)?.flatten())
     }
 
     async fn append<I>(
@@ -211,21 +263,31 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // (sled seals its buffer before and after the batch manifest), which doubled the
         // IO-thread work of every append. Readable as soon as this returns; acknowledged
         // once the flusher has synced it.
+        let mut last = None;
         for entry in entries {
-            self.log
-                .insert(key(entry.log_id.index), codec::encode(&entry)?)
+            self.trees
+                .log
+                .insert(key(entry.log_id.index), checksum::seal(&entry)?)
                 .map_err(sled_err)?;
+            last = Some(entry.log_id);
         }
         self.flusher
-            .submit(move |result| callback.io_completed(result));
+            .submit(last.map(Moved::Appended), move |result| {
+                callback.io_completed(result)
+            });
         Ok(())
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
         let from = last_log_id.map_or(0, |id| id.index + 1);
         tracing::debug!(from, "truncating the log");
+        // The mark comes down first: a crash midway must not leave it above the log.
+        self.flusher
+            .flush_moved(Some(Moved::TruncatingAfter(last_log_id)))
+            .await?;
         // Removing from the end backwards never leaves a hole, even if interrupted.
         let keys: Vec<_> = self
+            .trees
             .log
             .range(key(from)..)
             .keys()
@@ -235,26 +297,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for k in keys.into_iter().rev() {
             batch.remove(k);
         }
-        self.log.apply_batch(batch).map_err(sled_err)
+        self.trees.log.apply_batch(batch).map_err(sled_err)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
         tracing::debug!(upto = log_id.index, "purging the log");
         // Record the purge point first: a crash in between leaves extra entries at the
         // front, never a log that claims entries it no longer has.
-        write_meta(&self.meta, LAST_PURGED, &log_id)?;
+        self.trees.write_meta(LAST_PURGED, &log_id)?;
         // One remove at a time, oldest first: a crash keeps a suffix of the purged entries,
         // all at or below the purge point. Not one sled batch: sled copies a leaf node for
         // every change and frees the copies only when the batch ends, so purging the 100k
         // entries a snapshot covers in one batch peaked at ~170 MB of garbage.
         let keys: Vec<_> = self
+            .trees
             .log
             .range(..=key(log_id.index))
             .keys()
             .collect::<Result<_, _>>()
             .map_err(sled_err)?;
         for k in keys {
-            self.log.remove(k).map_err(sled_err)?;
+            self.trees.log.remove(k).map_err(sled_err)?;
         }
         Ok(())
     }

@@ -3,9 +3,16 @@
 //!
 //! sled alone is not durable enough for Raft (see [`durable`]): every acknowledgement
 //! waits for an explicit flush and fsync, batched across concurrent writers.
+//!
+//! Nor does it tell damage from a torn write: every stored value carries a checksum
+//! ([`checksum`]), and a high-water mark outside sled ([`mark`]) records how far the
+//! log and vote durably reached, so a store that lost some of them is refused at open
+//! instead of serving, voting or leading from a rolled-back log.
 
+mod checksum;
 pub mod durable;
 mod log_store;
+pub mod mark;
 mod snapshot_store;
 
 use std::io;
@@ -23,6 +30,9 @@ pub struct Store {
     pub snapshots: SnapshotStore,
     /// The flusher thread, which outlives the stores that use it.
     pub flusher: FlusherThread,
+    /// The store had never voted nor logged anything when opened: a master starting
+    /// with it knows nothing of any group.
+    pub pristine: bool,
 }
 
 /// sled's page cache. Its default, 1 GiB, is sized for sled as a whole database; here
@@ -42,12 +52,40 @@ pub fn open(dir: &Path) -> io::Result<Store> {
     // Make the database's files durable by name before anything is acknowledged.
     db.flush().map_err(io::Error::other)?;
     durable::sync_dir_files(dir)?;
-    let (flusher, thread) = Flusher::start(db.clone(), dir)?;
+    let found = log_store::Found::read(&db, dir)?;
+    let (mark_file, marked) = mark::MarkFile::open(dir, found.mark)?;
+    match marked {
+        Some(marked) => mark::check(&marked, &found.mark, &dir.join("db"))?,
+        None if !found.pristine => {
+            return Err(damaged(
+                mark_file.path(),
+                "is missing, so whether the log lost entries cannot be told (a data dir \
+                 of a Chorus older than the mark, or the file was deleted)",
+            ));
+        }
+        None => {}
+    }
+    let (flusher, thread) = Flusher::start(db.clone(), dir, mark_file, found.mark)?;
     Ok(Store {
-        log: LogStore::open(&db, flusher.clone())?,
+        log: LogStore::open(&db, flusher.clone(), dir)?,
         snapshots: SnapshotStore::open(&db, flusher, dir)?,
         flusher: thread,
+        pristine: found.pristine,
     })
+}
+
+/// The error of a store found damaged: it names the file and what is wrong with it, and
+/// tells the operator what to do. A master never starts on such a store.
+pub fn damaged(path: &Path, what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "{}: {what}. This master's data is damaged and it will not start on it: remove \
+             it from the membership from a healthy master, move its data dir away, start it \
+             on an empty one and add it back (docs/operations.md, \"A damaged data dir\")",
+            path.display()
+        ),
+    )
 }
 
 /// Opens (creating if needed) a sled database in `dir` with a page cache of
@@ -60,5 +98,10 @@ fn open_sled(dir: &Path, cache_bytes: u64) -> io::Result<sled::Db> {
         .flush_every_ms(None)
         .cache_capacity(cache_bytes)
         .open()
-        .map_err(|e| io::Error::other(format!("cannot open sled in {}: {e}", dir.display())))
+        .map_err(|e| match e {
+            sled::Error::Corruption { .. } => {
+                damaged(&dir.join("db"), &format!("sled cannot read it ({e})"))
+            }
+            e => io::Error::other(format!("cannot open sled in {}: {e}", dir.display())),
+        })
 }

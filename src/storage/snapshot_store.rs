@@ -28,8 +28,8 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use super::checksum;
 use super::durable::{CHUNK_BYTES, Flusher, sync_dir_files};
-use crate::codec;
 use crate::type_config::SnapshotMeta;
 
 /// The main database's key naming the current snapshot.
@@ -46,6 +46,9 @@ struct Current {
     /// The name of its directory.
     generation: u64,
     meta: SnapshotMeta,
+    /// Its data's length and CRC-32, checked whenever it is read.
+    bytes: u64,
+    crc: u32,
 }
 
 /// A snapshot written and made durable in a directory of its own, not yet current: see
@@ -55,6 +58,8 @@ pub struct Staged {
     generation: u64,
     /// Bytes of snapshot data.
     bytes: u64,
+    /// The data's CRC-32.
+    crc: u32,
 }
 
 impl Staged {
@@ -258,15 +263,17 @@ impl SnapshotStore {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let dir = self.dir.join(generation.to_string());
         let mut bytes = 0;
+        let mut crc = crc32fast::Hasher::new();
         let stored = (|| {
             remove_dir(&dir)?;
             let db = open_db(&dir)?;
             for (n, chunk) in chunks.into_iter().enumerate() {
                 bytes += chunk.as_ref().len() as u64;
+                crc.update(chunk.as_ref());
                 db.insert(chunk_key(n as u64), chunk)
                     .map_err(io::Error::other)?;
             }
-            db.insert(META, codec::encode(&meta)?)
+            db.insert(META, checksum::seal(&meta)?)
                 .map_err(io::Error::other)?;
             db.flush().map_err(io::Error::other)?;
             drop(db);
@@ -283,6 +290,7 @@ impl SnapshotStore {
             meta,
             generation,
             bytes,
+            crc: crc.finalize(),
         })
     }
 
@@ -311,9 +319,11 @@ impl SnapshotStore {
             let name = Current {
                 generation: staged.generation,
                 meta: staged.meta,
+                bytes: staged.bytes,
+                crc: staged.crc,
             };
             self.names
-                .insert(CURRENT, codec::encode(&name)?)
+                .insert(CURRENT, checksum::seal(&name)?)
                 .map_err(io::Error::other)?;
             current.map(|c| c.generation)
         };
@@ -364,11 +374,12 @@ impl SnapshotStore {
                 format!("snapshot {generation} was replaced by a newer one"),
             ));
         };
-        let db = open_db(&self.dir.join(current.generation.to_string()))?;
+        let dir = self.dir.join(current.generation.to_string());
+        let db = open_db(&dir)?;
         let stored: Option<SnapshotMeta> = db
             .get(META)
             .map_err(io::Error::other)?
-            .map(|bytes| codec::decode(&bytes))
+            .map(|bytes| checksum::open(&bytes, &|| format!("{}: the meta", dir.display())))
             .transpose()?;
         if stored.map(|m| m.last_log_id) != Some(current.meta.last_log_id) {
             return Err(io::Error::new(
@@ -390,6 +401,18 @@ impl SnapshotStore {
             }
             data.extend_from_slice(&chunk);
         }
+        if data.len() as u64 != current.bytes || crc32fast::hash(&data) != current.crc {
+            return Err(super::damaged(
+                &dir,
+                &format!(
+                    "the snapshot's data ({} bytes) is not what was stored ({} bytes, CRC-32 \
+                     {:08x})",
+                    data.len(),
+                    current.bytes,
+                    current.crc
+                ),
+            ));
+        }
         Ok(data)
     }
 }
@@ -398,13 +421,14 @@ fn read_current(names: &sled::Tree) -> io::Result<Option<Current>> {
     names
         .get(CURRENT)
         .map_err(io::Error::other)?
-        .map(|bytes| codec::decode(&bytes))
+        .map(|bytes| checksum::open(&bytes, &|| "the current snapshot's name".into()))
         .transpose()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec;
     use crate::type_config::TypeConfig;
 
     fn meta(index: u64) -> SnapshotMeta {
@@ -512,6 +536,7 @@ mod tests {
             log,
             snapshots,
             flusher,
+            ..
         } = store;
         drop((log, snapshots));
         flusher
