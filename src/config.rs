@@ -78,6 +78,10 @@ pub struct Config {
     pub snapshot_logs_since_last: u64,
     /// Largest gRPC message accepted or sent, on both ports.
     pub max_message_bytes: usize,
+    /// Most client-port connections open at once.
+    pub max_client_connections: usize,
+    /// Most concurrent calls on one client connection.
+    pub max_streams_per_connection: u32,
     /// Limits the leader stamps into the commands it proposes.
     pub limits: Limits,
     /// A RUNNING media node silent for this long is declared CRASHED.
@@ -176,6 +180,13 @@ settings! {
     // 64 MiB: large enough for a batch of appends, small enough to bound memory.
     /// Largest gRPC message, bytes.
     max_message_bytes: usize = 64 * 1024 * 1024, "CHORUS_MAX_MESSAGE_BYTES";
+    // Each connection holds a file descriptor; the master checks at start that its
+    // open-file limit has room for all of them.
+    /// Most client-port connections open at once; more are closed on arrival.
+    max_client_connections: usize = 1024, "CHORUS_MAX_CLIENT_CONNECTIONS";
+    // A connection's streams share its memory budget; 128 is nginx's HTTP/2 default.
+    /// Most concurrent calls (HTTP/2 streams) on one client connection.
+    max_streams_per_connection: u32 = 128, "CHORUS_MAX_STREAMS_PER_CONNECTION";
     // The limits suit a mid-sized cluster.
     /// Most sessions the cluster holds.
     max_sessions: u32 = 100_000, "CHORUS_MAX_SESSIONS";
@@ -331,6 +342,8 @@ impl Config {
             election_timeout_max: Duration::from_millis(s.election_timeout_max_ms),
             snapshot_logs_since_last: s.snapshot_logs_since_last,
             max_message_bytes: s.max_message_bytes,
+            max_client_connections: s.max_client_connections,
+            max_streams_per_connection: s.max_streams_per_connection,
             limits: Limits {
                 max_sessions: s.max_sessions,
                 max_connections_per_session: s.max_connections_per_session,
@@ -427,6 +440,12 @@ impl Config {
             return Err(invalid(
                 "max_message_bytes",
                 "must be at least 4194304 (4 MiB)",
+            ));
+        }
+        if self.max_client_connections == 0 || self.max_streams_per_connection == 0 {
+            return Err(invalid(
+                "max_client_connections",
+                "and max_streams_per_connection must be at least 1",
             ));
         }
         // A connection's data must fit, with everything else, in one log entry.

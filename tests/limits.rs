@@ -5,6 +5,8 @@ mod common;
 
 use chorus::api::pb;
 use common::{Cluster, Options};
+use std::time::Duration;
+
 use tonic::Code;
 
 fn connection(session_id: &str, server_data: String) -> pb::CreateConnectionRequest {
@@ -98,4 +100,154 @@ async fn a_follower_catches_up_on_a_backlog_larger_than_a_peer_message() {
         !log.contains("message length too large"),
         "an append went over the message limit:\n{log}"
     );
+}
+
+/// Opens `n` TCP connections to `addr` that never send a byte, and waits until the
+/// master has closed all but `kept` of them (a connection past the port's limit is
+/// closed as soon as it is accepted). The ones still open close when the returned set
+/// is dropped.
+async fn idle_connections(addr: &str, n: usize, kept: usize) -> tokio::task::JoinSet<()> {
+    use tokio::io::AsyncReadExt;
+    let mut closed = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        closed.spawn(async move {
+            // A held connection gets the server's HTTP/2 settings and waits; one past
+            // the limit reads its end (or a reset) at once.
+            let mut buf = [0; 256];
+            while let Ok(1..) = stream.read(&mut buf).await {}
+        });
+    }
+    let mut closed_count = 0;
+    while closed_count < n - kept {
+        match tokio::time::timeout(common::PATIENCE, closed.join_next()).await {
+            Ok(Some(Ok(()))) => closed_count += 1,
+            Ok(Some(Err(e))) => panic!("{e}"),
+            Ok(None) => break,
+            Err(_) => panic!("only {closed_count} of {n} idle connections to {addr} were closed"),
+        }
+    }
+    closed
+}
+
+/// ~1,100 idle, unauthenticated connections used to exhaust a master's descriptors (at
+/// a 1,024 limit): its Raft log could not open a file, the core died and the process
+/// served on as a zombie. Now each port holds at most its limit and closes the rest at
+/// once: the leader, flooded on both ports under a 600-descriptor limit, goes on
+/// committing, builds a snapshot (which opens files), and serves clients again once the
+/// flood is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_past_the_limits_cannot_starve_the_raft_log_of_descriptors() {
+    let cluster = Cluster::start(
+        3,
+        Options {
+            extra_args: ["--max-client-connections", "64"]
+                .map(String::from)
+                .to_vec(),
+            ..Options::default()
+        },
+    );
+    let leader = cluster.leader().await;
+    cluster.create_session("before-flood").await;
+    cluster.limit_open_files(leader, 600).unwrap();
+
+    let peer_addr = cluster.masters[&leader].peer_addr.clone();
+    let client_addr = cluster.client_addr(leader).to_owned();
+    // The peer port's 128 slots, less the connections the other masters hold.
+    let peer_flood = idle_connections(&peer_addr, 700, 128).await;
+    let client_flood = idle_connections(&client_addr, 700, 64).await;
+
+    let others: Vec<u64> = cluster
+        .ids()
+        .into_iter()
+        .filter(|id| *id != leader)
+        .collect();
+    let client = cluster.client(&others);
+    for i in 0..50 {
+        client
+            .create_session(pb::CreateSessionRequest {
+                custom_session_id: format!("flood-{i}"),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    cluster.check_alive().unwrap();
+    let status = cluster.status(others[0]).await.unwrap();
+    assert_eq!(
+        status.leader_id, leader,
+        "the flooded leader lost its leadership"
+    );
+    drop((peer_flood, client_flood));
+
+    // Its slots free as the flood's connections close: a fresh client gets in once the
+    // master has seen them go. Then the leader's Raft core must be whole.
+    let mut admin = cluster
+        .eventually("the flooded leader to take clients again", || async {
+            let mut admin = cluster.cluster_client(leader).await;
+            admin
+                .get_cluster_status(pb::GetClusterStatusRequest {})
+                .await
+                .ok()?;
+            Some(admin)
+        })
+        .await;
+    admin
+        .trigger_snapshot(pb::TriggerSnapshotRequest {})
+        .await
+        .expect("the leader builds a snapshot: its files open");
+    let (index, _) = cluster.converged().await;
+    assert_eq!(cluster.status(leader).await.unwrap().last_applied, index);
+    let log = cluster.log(leader);
+    assert!(!log.contains("Too many open files"), "{log}");
+}
+
+/// CPU seconds process `pid` has used, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf only reads a configuration value.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// With one follower down, the leader retried it about once a millisecond, burning a
+/// core and writing ~17,700 WARN lines a second. Now the retries back off (to one a
+/// second) and the log is rate-limited per line of code: over three seconds of a dead
+/// follower the leader writes a few dozen lines and stays near idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_follower_costs_the_leader_neither_a_core_nor_a_flood_of_log_lines() {
+    let mut cluster = Cluster::start(3, Options::default());
+    let leader = cluster.leader().await;
+    let follower = *cluster.masters.keys().find(|id| **id != leader).unwrap();
+    cluster.create_session("before").await;
+    cluster.kill(follower);
+    cluster.create_session("after").await;
+    let pid = cluster.pid(leader).unwrap();
+    let (lines, cpu) = (cluster.log(leader).lines().count(), cpu_seconds(pid));
+    // The outage's length is the input here: long enough for a back-off to reach its
+    // cap, and for a retry loop without one to show.
+    let window = Duration::from_secs(3);
+    tokio::time::sleep(window).await;
+    let added = cluster.log(leader).lines().count() - lines;
+    let used = cpu_seconds(pid) - cpu;
+    assert!(
+        added <= 60,
+        "{added} log lines in {window:?}:\n{}",
+        cluster.log(leader)
+    );
+    // A retry loop without back-off used the whole window; heartbeats to the live
+    // follower use a few percent.
+    assert!(
+        used < window.as_secs_f64() / 4.0,
+        "{used:.2} CPU seconds in {window:?}"
+    );
+    cluster.restart(follower);
+    cluster.converged().await;
 }

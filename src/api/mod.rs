@@ -100,10 +100,12 @@ impl ClientApi {
         }
     }
 
-    /// A router serving every service, each behind the API-secret check, plus health
-    /// and reflection.
+    /// A router on `transport` (its connection and stream limits set by the caller)
+    /// serving every service, each behind the API-secret check, plus health and
+    /// reflection.
     pub fn router(
         self,
+        transport: tonic::transport::Server,
         check: BearerCheck,
         health: tonic_health::pb::health_server::HealthServer<
             impl tonic_health::pb::health_server::Health,
@@ -133,7 +135,7 @@ impl ClientApi {
         // grpcurl and friends speak v1 or, older ones, v1alpha: serve both.
         let reflection_alpha = reflection().build_v1alpha()?;
         let reflection = reflection().build_v1()?;
-        Ok(tonic::transport::Server::builder()
+        Ok(transport
             .layer(tower::util::MapResponseLayer::new(
                 oversize_is_resource_exhausted as Rewrite,
             ))

@@ -8,6 +8,7 @@ mod agent;
 mod client;
 mod dev;
 mod license;
+mod log_rate;
 mod output;
 
 use std::process::ExitCode;
@@ -184,8 +185,11 @@ pub fn run_if_master() -> Option<ExitCode> {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(log_rate::LogRate::default())
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .init();
 }

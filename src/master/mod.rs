@@ -20,6 +20,7 @@
 //! non-zero, so that a supervisor restarts it instead of it serving on as a zombie.
 
 mod formation;
+mod incoming;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -32,7 +33,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::server::TcpIncoming;
 use tracing::Instrument;
 
 pub use formation::{Formation, FormationError};
@@ -69,6 +69,18 @@ pub enum StartError {
     Initialize(String),
     #[error("server reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error(
+        "the open-file limit is {limit}, under the {needed} this master needs ({clients} client \
+         connections, {peers} peer connections and {reserve} for its own files): raise it \
+         (ulimit -n, systemd's LimitNOFILE) or lower max_client_connections"
+    )]
+    OpenFiles {
+        limit: u64,
+        needed: u64,
+        clients: u64,
+        peers: u64,
+        reserve: u64,
+    },
 }
 
 /// Why a running master stopped other than by being asked to.
@@ -130,6 +142,16 @@ const PEER_DRAIN_DEADLINE: Duration = Duration::from_secs(1);
 
 /// How long a leader shutting down waits for a follower to take over.
 const HANDOVER_DEADLINE: Duration = Duration::from_secs(3);
+
+/// Most connections the peer port holds open: each other master keeps one, a few more
+/// come and go (probes at start, a joiner); the rest is room for restarts.
+const PEER_CONNECTIONS: usize = 128;
+/// Most concurrent calls on one peer connection: Raft keeps a handful open (an append
+/// stream, votes, a snapshot), forwarded client calls the rest.
+const PEER_STREAMS: u32 = 1024;
+/// File descriptors a master needs beyond its connections: sled's files, snapshot
+/// databases being written and read, the mark, logs.
+const FILE_RESERVE: u64 = 256;
 
 /// A running master.
 pub struct Master {
@@ -195,8 +217,14 @@ fn serve_peer_port(
     let stop = tasks.stop.clone();
     tasks.spawn(async move {
         let serve = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(incoming::KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(incoming::KEEPALIVE_TIMEOUT))
+            .max_concurrent_streams(PEER_STREAMS)
             .add_service(service)
-            .serve_with_incoming_shutdown(incoming(listener), stop.clone().cancelled_owned());
+            .serve_with_incoming_shutdown(
+                incoming::bounded(listener, PEER_CONNECTIONS),
+                stop.clone().cancelled_owned(),
+            );
         // Nothing on the peer port is worth waiting for once Raft is down: every call on
         // it may be retried elsewhere. Drain briefly, then let the rest go.
         let drained = async {
@@ -351,6 +379,7 @@ impl Master {
         listeners: Listeners,
         tasks: &Tasks,
     ) -> Result<Master, StartError> {
+        check_open_files(&config)?;
         let store = open_store(&config)?;
         let pristine = store.pristine;
         let network = PeerNetwork::new(config.id, &config.cluster_secret, config.max_message_bytes)
@@ -393,8 +422,16 @@ impl Master {
             config.license.clone(),
             config.max_message_bytes,
         );
-        let router = api.router(BearerCheck::new(&config.api_secret), health_service)?;
-        let client_incoming = incoming(listeners.client);
+        let transport = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(incoming::KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(incoming::KEEPALIVE_TIMEOUT))
+            .max_concurrent_streams(config.max_streams_per_connection);
+        let router = api.router(
+            transport,
+            BearerCheck::new(&config.api_secret),
+            health_service,
+        )?;
+        let client_incoming = incoming::bounded(listeners.client, config.max_client_connections);
         let client_stop = tasks.stop.clone();
         tasks.spawn(async move {
             let result = router
@@ -540,11 +577,44 @@ impl Master {
     }
 }
 
-/// The connections accepted on `listener`, with Nagle's algorithm off: a small gRPC
-/// reply held back waiting for the peer's delayed ACK costs tens of milliseconds.
-/// (tonic sets this only on listeners it binds itself.)
-fn incoming(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
+/// Raises the open-file limit to its hard maximum, and refuses to start if even that
+/// leaves too little room: connections must run out of their own limits, never out of
+/// descriptors the Raft log needs.
+fn check_open_files(config: &Config) -> Result<(), StartError> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    let (clients, peers) = (
+        config.max_client_connections as u64,
+        PEER_CONNECTIONS as u64,
+    );
+    let needed = clients + peers + FILE_RESERVE;
+    if limit.rlim_cur < needed {
+        return Err(StartError::OpenFiles {
+            limit: limit.rlim_cur,
+            needed,
+            clients,
+            peers,
+            reserve: FILE_RESERVE,
+        });
+    }
+    Ok(())
 }
 
 /// Runs a master until `shutdown` resolves, then stops it gracefully. If Raft stops on

@@ -21,6 +21,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::pb::peer_client::PeerClient;
 use super::pb::{self, snapshot_chunk};
+use super::reach::Reach;
 use crate::auth::BearerToken;
 use crate::codec;
 use crate::error::Error;
@@ -49,8 +50,12 @@ pub struct PeerNetwork {
     id: NodeId,
     token: BearerToken,
     max_message_bytes: usize,
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// Per peer address: the channel and whether the peer can be reached.
+    channels: Arc<Mutex<HashMap<String, Peer>>>,
 }
+
+/// One peer's channel and whether it can be reached, shared by every connection to it.
+type Peer = (Channel, Arc<Reach>);
 
 impl PeerNetwork {
     /// A network for master `id` presenting `cluster_secret` to its peers.
@@ -69,10 +74,15 @@ impl PeerNetwork {
 
     /// The client for `addr`, reusing the channel to it if one exists.
     pub fn client(&self, addr: &str) -> Result<Client, tonic::transport::Error> {
-        let channel = {
+        Ok(self.peer(addr)?.0)
+    }
+
+    /// The client for `addr` and the peer's reachability, shared by every user.
+    fn peer(&self, addr: &str) -> Result<(Client, Arc<Reach>), tonic::transport::Error> {
+        let (channel, reach) = {
             let mut channels = self.channels.lock().expect("channel map poisoned");
             match channels.get(addr) {
-                Some(channel) => channel.clone(),
+                Some(peer) => peer.clone(),
                 None => {
                     let channel = Endpoint::from_shared(format!("http://{addr}"))?
                         .connect_timeout(CONNECT_TIMEOUT)
@@ -80,14 +90,16 @@ impl PeerNetwork {
                         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
                         .keep_alive_while_idle(true)
                         .connect_lazy();
-                    channels.insert(addr.to_owned(), channel.clone());
-                    channel
+                    let peer = (channel, Arc::default());
+                    channels.insert(addr.to_owned(), peer.clone());
+                    peer
                 }
             }
         };
-        Ok(PeerClient::with_interceptor(channel, self.token.clone())
+        let client = PeerClient::with_interceptor(channel, self.token.clone())
             .max_decoding_message_size(self.max_message_bytes)
-            .max_encoding_message_size(self.max_message_bytes))
+            .max_encoding_message_size(self.max_message_bytes);
+        Ok((client, reach))
     }
 }
 
@@ -95,10 +107,15 @@ impl RaftNetworkFactory<C> for PeerNetwork {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerConnection {
+        let peer = self.peer(&node.addr).map_err(|e| e.to_string());
         PeerConnection {
             id: self.id,
             target,
-            client: self.client(&node.addr).map_err(|e| e.to_string()),
+            addr: node.addr.clone(),
+            reach: peer
+                .as_ref()
+                .map_or_else(|_| Arc::default(), |(_, reach)| reach.clone()),
+            client: peer.map(|(client, _)| client),
             appends: None,
             append_budget: APPEND_BATCH_BYTES.min(self.max_message_bytes / 2),
         }
@@ -109,6 +126,9 @@ impl RaftNetworkFactory<C> for PeerNetwork {
 pub struct PeerConnection {
     id: NodeId,
     target: NodeId,
+    /// The peer's address, and whether it can be reached.
+    addr: String,
+    reach: Arc<Reach>,
     /// An address that cannot even form a URI is remembered as the error it gave.
     client: Result<Client, String>,
     /// The open append session, between two append streams.
@@ -143,6 +163,33 @@ impl PeerConnection {
             .map_err(|e| RPCError::Unreachable(unreachable(e)))
     }
 
+    /// Maps a call's outcome, telling the peer's [`Reach`] whether it answered.
+    fn observe<T>(&self, outcome: Result<T, tonic::Status>) -> Result<T, RPCError<C>> {
+        match outcome {
+            Ok(reply) => {
+                self.reach.answered(&self.addr);
+                Ok(reply)
+            }
+            Err(status) => {
+                let error = status_error(status);
+                if matches!(error, RPCError::Unreachable(_)) {
+                    self.reach.failed(&self.addr, &error);
+                } else {
+                    self.reach.answered(&self.addr);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// The error of a call not made: the peer is in its back-off.
+    fn backing_off(&self) -> RPCError<C> {
+        RPCError::Unreachable(unreachable(format!(
+            "master {} at {} is unreachable; backing off",
+            self.target, self.addr
+        )))
+    }
+
     fn timeout(&self, action: RPCTypes, timeout: Duration) -> Timeout<C> {
         Timeout {
             action,
@@ -171,10 +218,13 @@ impl PeerConnection {
             data: codec::encode(request).map_err(codec_error)?,
         });
         request.set_timeout(deadline);
+        if !self.reach.ready(deadline).await {
+            return Err(self.backing_off());
+        }
         let reply = tokio::time::timeout(deadline, call(self.client()?, request))
             .await
-            .map_err(|_| RPCError::Timeout(self.timeout(action, deadline)))?
-            .map_err(status_error)?;
+            .map_err(|_| RPCError::Timeout(self.timeout(action, deadline)))?;
+        let reply = self.observe(reply)?;
         codec::decode(&reply.into_inner().data).map_err(codec_error)
     }
 }
@@ -232,11 +282,13 @@ impl PeerConnection {
         }
         let (requests, outgoing) = futures::channel::mpsc::unbounded();
         let mut client = self.client()?;
-        let results = tokio::time::timeout(ttl, client.stream_append(outgoing))
+        if !self.reach.ready(ttl).await {
+            return Err(self.backing_off());
+        }
+        let opened = tokio::time::timeout(ttl, client.stream_append(outgoing))
             .await
-            .map_err(|_| RPCError::Timeout(self.timeout(RPCTypes::AppendEntries, ttl)))?
-            .map_err(status_error)?
-            .into_inner();
+            .map_err(|_| RPCError::Timeout(self.timeout(RPCTypes::AppendEntries, ttl)))?;
+        let results = self.observe(opened)?.into_inner();
         Ok(AppendSession { requests, results })
     }
 }

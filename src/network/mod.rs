@@ -11,6 +11,7 @@
 //! unary, each with that deadline.
 
 mod client;
+mod reach;
 mod server;
 #[cfg(test)]
 mod tests;
