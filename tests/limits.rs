@@ -251,3 +251,43 @@ async fn a_dead_follower_costs_the_leader_neither_a_core_nor_a_flood_of_log_line
     cluster.restart(follower);
     cluster.converged().await;
 }
+
+/// `CreateSessionRequest` as the wire sees it, with its id as raw bytes: what a client
+/// with a broken encoder (or an attacker) can send.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawCreateSession {
+    #[prost(bytes = "vec", tag = "1")]
+    custom_session_id: Vec<u8>,
+}
+
+/// A string field that is not UTF-8 fails to decode; tonic answered INTERNAL, as if the
+/// server were at fault. It is INVALID_ARGUMENT naming the field, and nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_string_field_that_is_not_utf8_is_invalid_argument_naming_the_field() {
+    let cluster = Cluster::start(3, Options::default());
+    let leader = cluster.leader().await;
+    let (index, _) = cluster.converged().await;
+    let channel = tonic::service::interceptor::InterceptedService::new(
+        cluster.channel(leader).await,
+        chorus::auth::BearerToken::new(common::API_SECRET).unwrap(),
+    );
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let refused = grpc
+        .unary::<_, pb::Session, _>(
+            tonic::Request::new(RawCreateSession {
+                custom_session_id: vec![b'a', 0xff, 0xfe],
+            }),
+            "/chorus.v1.SessionService/CreateSession".parse().unwrap(),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(
+        refused.message().contains("custom_session_id"),
+        "the message names the field: {}",
+        refused.message()
+    );
+    assert_eq!(cluster.status(leader).await.unwrap().last_log_index, index);
+}

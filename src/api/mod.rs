@@ -64,6 +64,11 @@ pub type ClientRouter = Router<
 const DEFAULT_PAGE_SIZE: usize = 100;
 /// Largest page served, whatever the request asks.
 const MAX_PAGE_SIZE: usize = 1000;
+/// Most a page of sessions may weigh (their connections' data and ids, roughly as
+/// encoded): a page of a thousand full sessions would otherwise be a million connections
+/// and gigabytes, built under the state's read lock. A page always holds at least one
+/// session, so paging always advances.
+const MAX_PAGE_BYTES: usize = 4 << 20;
 
 /// Everything the API handlers share.
 #[derive(Clone)]
@@ -137,7 +142,7 @@ impl ClientApi {
         let reflection = reflection().build_v1()?;
         Ok(transport
             .layer(tower::util::MapResponseLayer::new(
-                oversize_is_resource_exhausted as Rewrite,
+                client_faults_are_not_internal as Rewrite,
             ))
             .layer(leader_hint::LeaderHintLayer::new(
                 self.id,
@@ -198,24 +203,36 @@ impl ClientApi {
     }
 }
 
-/// tonic refuses a request over the message-size limit with OUT_OF_RANGE; gRPC's own
-/// convention, and Chorus's rule for every limit, is RESOURCE_EXHAUSTED. Such a refusal
-/// is a trailers-only response, so its status is in the headers and is rewritten there.
-fn oversize_is_resource_exhausted<B>(
+/// Rewrites the status of requests tonic refuses before any handler sees them to what
+/// they are, the client's fault:
+/// - over the message-size limit, tonic says OUT_OF_RANGE; gRPC's own convention, and
+///   Chorus's rule for every limit, is RESOURCE_EXHAUSTED;
+/// - a message that does not decode (a string field that is not UTF-8, a truncated
+///   field), tonic says INTERNAL; it is INVALID_ARGUMENT, and prost's message (kept)
+///   names the field.
+///
+/// Such a refusal is a trailers-only response, so its status is in the headers and is
+/// rewritten there.
+fn client_faults_are_not_internal<B>(
     mut response: tonic::codegen::http::Response<B>,
 ) -> tonic::codegen::http::Response<B> {
     let headers = response.headers_mut();
-    let too_large = headers.get("grpc-status").is_some_and(|s| s == "11")
-        && headers
-            .get("grpc-message")
-            .and_then(|m| m.to_str().ok())
-            .is_some_and(|m| m.contains("message%20length%20too%20large"));
-    if too_large {
-        headers.insert(
-            "grpc-status",
-            tonic::codegen::http::HeaderValue::from_static("8"),
-        );
-    }
+    let status = headers.get("grpc-status").cloned();
+    let message = headers
+        .get("grpc-message")
+        .and_then(|m| m.to_str().ok())
+        .unwrap_or_default();
+    let rewritten = match status {
+        Some(s) if s == "11" && message.contains("message%20length%20too%20large") => "8",
+        Some(s) if s == "13" && message.contains("failed%20to%20decode%20Protobuf%20message") => {
+            "3"
+        }
+        _ => return response,
+    };
+    headers.insert(
+        "grpc-status",
+        tonic::codegen::http::HeaderValue::from_static(rewritten),
+    );
     response
 }
 
@@ -253,16 +270,61 @@ fn page<I, T>(items: I, page_size: u32, key: impl Fn(&T) -> String) -> (Vec<T>, 
 where
     I: Iterator<Item = T>,
 {
+    page_within(items, page_size, usize::MAX, |_| 0, key)
+}
+
+/// As [`page`], and the page also ends before the item that would take the items'
+/// total `weight` over `budget` (the first item always goes in).
+fn page_within<I, T>(
+    items: I,
+    page_size: u32,
+    budget: usize,
+    weight: impl Fn(&T) -> usize,
+    key: impl Fn(&T) -> String,
+) -> (Vec<T>, String)
+where
+    I: Iterator<Item = T>,
+{
     let size = match page_size as usize {
         0 => DEFAULT_PAGE_SIZE,
         n => n.min(MAX_PAGE_SIZE),
     };
-    let mut items: Vec<T> = items.take(size + 1).collect();
-    if items.len() > size {
-        items.truncate(size);
-        let token = items.last().map(&key).unwrap_or_default();
-        (items, token)
-    } else {
-        (items, String::new())
+    let mut page = Vec::new();
+    let mut spent = 0usize;
+    for item in items {
+        spent = spent.saturating_add(weight(&item));
+        if page.len() == size || (spent > budget && !page.is_empty()) {
+            let token = page.last().map(&key).unwrap_or_default();
+            return (page, token);
+        }
+        page.push(item);
+    }
+    (page, String::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_ends_at_its_size_or_its_budget_and_always_advances() {
+        let key = |n: &usize| n.to_string();
+        let items = || 1..=10usize;
+        assert_eq!(page(items(), 3, key), (vec![1, 2, 3], "3".to_owned()));
+        assert_eq!(page(items(), 10, key), ((1..=10).collect(), String::new()));
+        // Weights 1, 2, 3, …: a budget of 6 takes 1 + 2 + 3.
+        assert_eq!(
+            page_within(items(), 100, 6, |n| *n, key),
+            (vec![1, 2, 3], "3".to_owned())
+        );
+        // An item heavier than the whole budget still makes a page of its own.
+        assert_eq!(
+            page_within(items().skip(5), 100, 1, |n| *n, key),
+            (vec![6], "6".to_owned())
+        );
+        assert_eq!(
+            page_within(items(), 100, usize::MAX, |n| *n, key),
+            ((1..=10).collect(), String::new())
+        );
     }
 }

@@ -7,7 +7,7 @@ use super::pb::{
     CreateSessionRequest, DeleteSessionRequest, DeleteSessionResponse, GetSessionRequest,
     ListSessionsRequest, ListSessionsResponse, Session,
 };
-use super::{ClientApi, optional, page, parse_or_default};
+use super::{ClientApi, MAX_PAGE_BYTES, optional, page_within, parse_or_default};
 use crate::error::Error;
 use crate::service::{Write, reused_request_id};
 use crate::state::Outcome;
@@ -53,16 +53,15 @@ impl SessionService for ClientApi {
         let req = request.get_ref();
         let applied = self.read(&request, req.consistency).await?;
         let after = optional(req.page_token.clone());
-        let (sessions, next_page_token) = page(
-            applied
-                .state
-                .sessions_after(after.as_deref())
-                .map(Session::from),
+        let (sessions, next_page_token) = page_within(
+            applied.state.sessions_after(after.as_deref()),
             req.page_size,
+            MAX_PAGE_BYTES,
+            |s| weight(s),
             |s| s.id.clone(),
         );
         Ok(Response::new(ListSessionsResponse {
-            sessions,
+            sessions: sessions.into_iter().map(Session::from).collect(),
             next_page_token,
         }))
     }
@@ -87,4 +86,23 @@ impl SessionService for ClientApi {
             other => Err(reused_request_id(other).into()),
         }
     }
+}
+
+/// Roughly what `session` weighs encoded: its connections' data, ids and tokens, and a
+/// fixed allowance per message.
+fn weight(session: &crate::state::Session) -> usize {
+    const PER_MESSAGE: usize = 128;
+    let connections: usize = session
+        .connections
+        .values()
+        .map(|c| {
+            PER_MESSAGE
+                + c.id.len()
+                + c.token.len()
+                + c.server_data.len()
+                + c.client_data.len()
+                + c.ip.len()
+        })
+        .sum();
+    PER_MESSAGE + session.id.len() + connections
 }

@@ -14,7 +14,10 @@
 //! The memory is bounded two ways, both by *log time* (the state's clock), never by a
 //! local clock, so every master forgets the same entries at the same index:
 //! - an entry lives for `REQUEST_ID_TTL` after it was stored;
-//! - at most `MAX_REMEMBERED_REQUESTS` entries are kept; beyond, the oldest go first.
+//! - at most `MAX_REMEMBERED_REQUESTS` entries, weighing at most
+//!   `MAX_REMEMBERED_BYTES` together, are kept; beyond, the oldest go first. (An entry
+//!   can weigh tens of kilobytes: a connection's response carries its data fields. By
+//!   count alone, a flood of such writes could hold gigabytes.)
 //!
 //! Entries are indexed by age as well as by id, so expiry costs O(expired · log n)
 //! instead of a scan.
@@ -34,6 +37,9 @@ pub const REQUEST_ID_TTL: Millis = 10 * 60 * 1000;
 /// kilobytes: an id, a time and one response).
 pub const MAX_REMEMBERED_REQUESTS: usize = 100_000;
 
+/// Most bytes the remembered entries may weigh together (see [`weight`]).
+pub const MAX_REMEMBERED_BYTES: usize = 64 << 20;
+
 /// A remembered response and when it was stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Remembered {
@@ -43,17 +49,53 @@ struct Remembered {
     response: Response,
 }
 
-/// Request id → first response, bounded by age and count.
+/// Request id → first response, bounded by age, count and weight.
 ///
 /// Invariants (asserted by `assert_consistent`):
 /// - `by_age` holds exactly one `(at, id)` per entry of `by_id`, with the same `at`;
-/// - there are at most `MAX_REMEMBERED_REQUESTS` entries.
+/// - there are at most `MAX_REMEMBERED_REQUESTS` entries, and `bytes` is their weight,
+///   at most `MAX_REMEMBERED_BYTES`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "Stored")]
 pub struct RequestLog {
     /// Entries by request id.
     by_id: BTreeMap<String, Remembered>,
     /// The same entries ordered oldest first, for expiry and eviction.
     by_age: BTreeSet<(Millis, String)>,
+    /// The entries' total [`weight`]: derived, so not stored.
+    #[serde(skip)]
+    bytes: usize,
+}
+
+/// What a snapshot holds of a [`RequestLog`]: its fields but the derived weight.
+#[derive(Deserialize)]
+struct Stored {
+    by_id: BTreeMap<String, Remembered>,
+    by_age: BTreeSet<(Millis, String)>,
+}
+
+impl From<Stored> for RequestLog {
+    fn from(stored: Stored) -> Self {
+        let bytes = stored
+            .by_id
+            .iter()
+            .map(|(id, entry)| weight(id, entry))
+            .sum();
+        RequestLog {
+            by_id: stored.by_id,
+            by_age: stored.by_age,
+            bytes,
+        }
+    }
+}
+
+/// What one entry counts against [`MAX_REMEMBERED_BYTES`]: its id twice (both indexes)
+/// and its encoded response, plus a fixed allowance for the tree nodes. Computed from
+/// the entry alone, so every master evicts the same entries.
+fn weight(request_id: &str, entry: &Remembered) -> usize {
+    const NODE_ALLOWANCE: usize = 96;
+    let response = crate::codec::encoded_len(&entry.response).unwrap_or(0);
+    2 * request_id.len() + response + NODE_ALLOWANCE
 }
 
 impl RequestLog {
@@ -81,14 +123,21 @@ impl RequestLog {
     /// for the same id, and evicts the oldest entries beyond `MAX_REMEMBERED_REQUESTS`.
     pub(super) fn remember(&mut self, request_id: &str, at: Millis, response: Response) {
         if let Some(stale) = self.by_id.remove(request_id) {
+            self.bytes -= weight(request_id, &stale);
             self.by_age.remove(&(stale.at, request_id.to_owned()));
         }
-        self.by_id
-            .insert(request_id.to_owned(), Remembered { at, response });
+        let entry = Remembered { at, response };
+        self.bytes += weight(request_id, &entry);
+        self.by_id.insert(request_id.to_owned(), entry);
         self.by_age.insert((at, request_id.to_owned()));
-        while self.by_id.len() > MAX_REMEMBERED_REQUESTS {
+        while self.by_id.len() > MAX_REMEMBERED_REQUESTS || self.bytes > MAX_REMEMBERED_BYTES {
             self.pop_oldest();
         }
+    }
+
+    /// What the remembered entries weigh together.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Forgets every entry that is no longer live at log time `now`.
@@ -113,12 +162,17 @@ impl RequestLog {
             self.by_id.len() <= MAX_REMEMBERED_REQUESTS,
             "request log over its cap"
         );
+        let bytes: usize = self.by_id.iter().map(|(id, e)| weight(id, e)).sum();
+        assert_eq!(self.bytes, bytes, "request log weight drifted");
+        assert!(bytes <= MAX_REMEMBERED_BYTES, "request log over its weight");
     }
 
     /// Removes the oldest entry.
     fn pop_oldest(&mut self) {
-        if let Some((_, request_id)) = self.by_age.pop_first() {
-            self.by_id.remove(&request_id);
+        if let Some((_, request_id)) = self.by_age.pop_first()
+            && let Some(entry) = self.by_id.remove(&request_id)
+        {
+            self.bytes -= weight(&request_id, &entry);
         }
     }
 }
@@ -190,6 +244,30 @@ mod tests {
             1,
             "the old age entry must not evict the new response"
         );
+    }
+
+    #[test]
+    fn heavy_entries_are_evicted_by_weight_and_a_restored_log_weighs_the_same() {
+        let heavy = || Err(Error::FailedPrecondition("x".repeat(32 * 1024)));
+        let mut log = RequestLog::default();
+        let n = 3 * MAX_REMEMBERED_BYTES / (32 * 1024);
+        for i in 0..n {
+            log.remember(&format!("r{i}"), i as Millis, heavy());
+        }
+        assert!(log.bytes() <= MAX_REMEMBERED_BYTES, "{}", log.bytes());
+        assert!(log.len() < n / 2, "{} of {n} kept", log.len());
+        assert_eq!(log.get("r0", 0), None, "the oldest is evicted");
+        assert!(
+            log.get(&format!("r{}", n - 1), 0).is_some(),
+            "the newest is kept"
+        );
+        log.assert_consistent();
+
+        let restored: RequestLog =
+            crate::codec::decode(&crate::codec::encode(&log).unwrap()).unwrap();
+        assert_eq!(restored.bytes(), log.bytes());
+        assert_eq!(restored, log);
+        restored.assert_consistent();
     }
 
     #[test]
