@@ -67,6 +67,11 @@ impl Cluster {
         self.kit.client_all(timeouts)
     }
 
+    /// A client of master `id` alone.
+    pub fn client_of(&self, id: u64) -> Client {
+        self.kit.client(&[id], Timeouts::default())
+    }
+
     /// The leader, as the running masters that answer see it (the most common answer).
     pub async fn leader(&self) -> Option<u64> {
         let mut votes: BTreeMap<u64, usize> = BTreeMap::new();

@@ -44,7 +44,10 @@ struct Args {
     duration: u64,
     /// Faults to draw from, comma-separated (default: all). One of: kill-leader,
     /// kill-follower, kill-majority, pause-leader, isolate-leader, isolate-follower,
-    /// split, one-way, delay, transfer-leader, membership.
+    /// split, one-way, delay, transfer-leader, membership, large-write (writes over the
+    /// entry limit), corrupt-stopped (a stopped follower's file cut or bit-flipped),
+    /// term-follower (SIGTERM must stop it), idle-flood (idle connections past both
+    /// ports' limits under a lowered open-file limit).
     #[arg(long, value_delimiter = ',')]
     nemesis: Vec<String>,
     /// Concurrent clients.
@@ -60,6 +63,10 @@ struct Args {
 const LIVENESS: Duration = Duration::from_secs(5);
 /// How long the healed cluster gets to converge.
 const CONVERGENCE: Duration = Duration::from_secs(30);
+/// Most log lines a master may write per second of the run, on average: faults are
+/// logged, retries are not (before back-off and rate limits, one dead follower cost
+/// ~17,700 lines a second).
+const MAX_LOG_LINES_PER_S: f64 = 50.0;
 
 fn main() -> ExitCode {
     // Re-executed as a master: run `chorus serve` with the rest of the arguments.
@@ -104,6 +111,8 @@ async fn run(args: Args) -> Result<bool, String> {
         schedule.len()
     );
 
+    // The idle-flood fault holds a few thousand sockets.
+    chorus_testkit::raise_open_files().map_err(|e| format!("open-file limit: {e}"))?;
     let mut cluster = Cluster::start(args.nodes as u64)?;
     let formed = Instant::now();
     while cluster.leader().await.is_none() {
@@ -134,12 +143,23 @@ async fn run(args: Args) -> Result<bool, String> {
     let mut faults = Vec::new();
     for event in &schedule {
         tokio::time::sleep_until(start + event.at).await;
-        let applied = nemesis::apply(&mut cluster, event).await;
+        let mut applied = nemesis::apply(&mut cluster, event).await;
         let at = start.elapsed();
         println!("{:>7.1} s  {}", at.as_secs_f64(), applied.description);
         tokio::time::sleep(event.hold).await;
-        nemesis::heal(&mut cluster, &applied).await;
-        println!("{:>7.1} s  healed", start.elapsed().as_secs_f64());
+        let before = applied.description.len();
+        nemesis::heal(&mut cluster, &mut applied).await;
+        println!(
+            "{:>7.1} s  healed{}",
+            start.elapsed().as_secs_f64(),
+            &applied.description[before..]
+        );
+        for problem in &applied.problems {
+            println!(
+                "{:>7.1} s  PROBLEM: {problem}",
+                start.elapsed().as_secs_f64()
+            );
+        }
         faults.push((at, applied));
     }
     // Quiet phase: everything healed.
@@ -182,6 +202,14 @@ async fn run(args: Args) -> Result<bool, String> {
     let (acked_writes, lost) = checker::lost_writes::check(&history, &end);
     let once = checker::exactly_once::check(&history, &end);
     let invariants = checker::invariants::check(&history, &end);
+    let faults_kept = Finding {
+        problems: faults
+            .iter()
+            .flat_map(|(_, applied)| applied.problems.iter().cloned())
+            .collect(),
+    };
+    let zombies = no_zombie(&cluster).await;
+    let (log_rate, logs) = log_volume(&cluster, start.elapsed());
 
     // The report.
     let unavailability = unavailability(&history, &faults);
@@ -206,6 +234,9 @@ async fn run(args: Args) -> Result<bool, String> {
         ("no lost writes", &lost),
         ("exactly once", &once),
         ("invariants", &invariants),
+        ("faults handled", &faults_kept),
+        ("no zombie master", &zombies),
+        ("log volume", &logs),
     ] {
         passed &= report(name, finding);
     }
@@ -240,6 +271,9 @@ async fn run(args: Args) -> Result<bool, String> {
         "linearizable": linearizable.passed(),
         "exactly_once": once.passed(),
         "invariants": invariants.passed(),
+        "faults_handled": faults_kept.passed(),
+        "no_zombie": zombies.passed(),
+        "max_log_lines_per_s": log_rate,
         "converged": converged,
         "live": live,
         "faults": faults.len(),
@@ -249,6 +283,42 @@ async fn run(args: Args) -> Result<bool, String> {
     });
     println!("{summary}");
     Ok(passed)
+}
+
+/// After healing, every master must be running and serving with a leader: none may
+/// have exited on its own or sit with a dead Raft core.
+async fn no_zombie(cluster: &Cluster) -> Finding {
+    let mut problems = Vec::new();
+    if let Err(e) = cluster.check_alive() {
+        problems.push(e.lines().next().unwrap_or_default().to_owned());
+    }
+    for id in cluster.ids() {
+        match cluster.status(id).await {
+            Some(s) if s.leader_id != 0 => {}
+            Some(_) => problems.push(format!("master {id} knows no leader after healing")),
+            None => problems.push(format!("master {id} does not answer after healing")),
+        }
+    }
+    Finding { problems }
+}
+
+/// The most lines any master logged per second of the run, and a finding if that is
+/// over [`MAX_LOG_LINES_PER_S`].
+fn log_volume(cluster: &Cluster, run: Duration) -> (f64, Finding) {
+    let mut worst = 0f64;
+    let mut problems = Vec::new();
+    for id in cluster.ids() {
+        let lines = cluster.log(id).lines().count();
+        let rate = lines as f64 / run.as_secs_f64().max(1.0);
+        worst = worst.max(rate);
+        if rate > MAX_LOG_LINES_PER_S {
+            problems.push(format!(
+                "master {id} logged {lines} lines in {:.0} s ({rate:.0}/s)",
+                run.as_secs_f64()
+            ));
+        }
+    }
+    ((worst * 10.0).round() / 10.0, Finding { problems })
 }
 
 fn report(name: &str, finding: &Finding) -> bool {

@@ -9,6 +9,7 @@ use chorus::api::pb;
 use chorus::client::Timeouts;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use tokio::time::Instant;
 
 use crate::cluster::Cluster;
 use chorus_testkit::Fault;
@@ -27,10 +28,14 @@ pub enum Kind {
     Delay,
     TransferLeader,
     Membership,
+    LargeWrite,
+    CorruptStopped,
+    TermFollower,
+    IdleFlood,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 15] = [
         Kind::KillLeader,
         Kind::KillFollower,
         Kind::KillMajority,
@@ -42,6 +47,10 @@ impl Kind {
         Kind::Delay,
         Kind::TransferLeader,
         Kind::Membership,
+        Kind::LargeWrite,
+        Kind::CorruptStopped,
+        Kind::TermFollower,
+        Kind::IdleFlood,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +66,10 @@ impl Kind {
             Kind::Delay => "delay",
             Kind::TransferLeader => "transfer-leader",
             Kind::Membership => "membership",
+            Kind::LargeWrite => "large-write",
+            Kind::CorruptStopped => "corrupt-stopped",
+            Kind::TermFollower => "term-follower",
+            Kind::IdleFlood => "idle-flood",
         }
     }
 
@@ -105,16 +118,34 @@ pub fn schedule(seed: u64, kinds: &[Kind], duration: Duration) -> Vec<Event> {
 }
 
 /// What applying a fault did, to undo it and to report it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Applied {
     pub description: String,
     killed: Vec<u64>,
     paused: Vec<u64>,
     network: bool,
     membership: bool,
+    /// A master whose files were damaged while it was stopped.
+    damaged: Option<u64>,
+    /// Idle connections held open against a master.
+    flood: Vec<tokio::net::TcpStream>,
     /// The fault took the leader away (for the unavailability figures).
     pub leader_fault: Option<&'static str>,
+    /// What the cluster did under this fault that breaks a promise (a write past a
+    /// limit accepted, a SIGTERM ignored, damage not detected or not recoverable).
+    pub problems: Vec<String>,
 }
+
+/// How long a master may take to stop on SIGTERM.
+const STOP_BOUND: Duration = Duration::from_secs(5);
+/// How long a restarted master may take to serve, or to refuse to.
+const START_BOUND: Duration = Duration::from_secs(15);
+/// Idle connections a flood opens against a master's client and peer ports: past
+/// their limits (1024 and 128), under a lowered open-file limit.
+const FLOOD: (usize, usize) = (1_500, 300);
+/// The flooded master's open-file limit: enough for its limits and files, not for the
+/// flood.
+const FLOODED_FILE_LIMIT: u64 = 1_600;
 
 fn pick_one(candidates: &[u64], pick: u64) -> Option<u64> {
     (!candidates.is_empty()).then(|| candidates[(pick % candidates.len() as u64) as usize])
@@ -132,6 +163,130 @@ fn partition(cluster: &Cluster, a: &[u64], b: &[u64]) {
             cluster.network.set(y, x, cut);
         }
     }
+}
+
+/// Opens `n` connections to `addr` that never send anything.
+async fn idle_connections(addr: &str, n: usize) -> Vec<tokio::net::TcpStream> {
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(stream) => held.push(stream),
+            Err(_) => break,
+        }
+    }
+    held
+}
+
+/// Damages one of the stopped master's files, chosen by `pick`: a flipped byte or a cut
+/// at a point drawn from `pick`. Returns what was done.
+fn damage(dir: &std::path::Path, pick: u64) -> std::io::Result<String> {
+    fn files(dir: &std::path::Path, into: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                files(&path, into)?;
+            } else if path.metadata()?.len() > 0 {
+                into.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut found = Vec::new();
+    files(dir, &mut found)?;
+    found.sort();
+    let mut rng = StdRng::seed_from_u64(pick);
+    let Some(path) = found.get(rng.random_range(0..found.len().max(1))) else {
+        return Ok("no file to damage".into());
+    };
+    let len = path.metadata()?.len();
+    let at = rng.random_range(0..len);
+    let name = path.strip_prefix(dir).unwrap_or(path).display();
+    if rng.random_bool(0.5) {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)?;
+        let mut byte = [0u8; 1];
+        file.seek(SeekFrom::Start(at))?;
+        file.read_exact(&mut byte)?;
+        byte[0] ^= 1 << rng.random_range(0..8);
+        file.seek(SeekFrom::Start(at))?;
+        file.write_all(&byte)?;
+        file.sync_all()?;
+        Ok(format!("flipped a bit of {name} at byte {at} of {len}"))
+    } else {
+        let file = std::fs::OpenOptions::new().write(true).open(path)?;
+        file.set_len(at)?;
+        file.sync_all()?;
+        Ok(format!("cut {name} from {len} to {at} bytes"))
+    }
+}
+
+/// Restarts master `id` after its files were damaged. Either it starts and serves (the
+/// damage hit nothing it reads, or nothing it needs), or it refuses to start naming the
+/// damage, and then the documented recovery (out of the membership, an empty data dir,
+/// back as a learner, then a voter) must bring it back. Anything else is a problem.
+async fn restart_damaged(cluster: &mut Cluster, id: u64) -> Result<String, String> {
+    cluster.restart(id);
+    let deadline = Instant::now() + START_BOUND;
+    loop {
+        if let Some(status) = cluster.try_exit_status(id) {
+            let log = cluster.log(id);
+            if status.success() || !log.contains("damaged") {
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                return Err(format!(
+                    "master {id} exited ({status}) without naming the damage: {tail:?}"
+                ));
+            }
+            break;
+        }
+        if cluster.status(id).await.is_some_and(|s| s.leader_id != 0) {
+            return Ok("started whole".into());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "master {id} neither served nor refused in {START_BOUND:?}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ids = cluster.ids();
+    let others: Vec<u64> = ids.iter().copied().filter(|m| *m != id).collect();
+    let client = cluster.client(Timeouts::default());
+    client
+        .change_membership(pb::ChangeMembershipRequest {
+            voters: others.clone(),
+            retain: false,
+        })
+        .await
+        .map_err(|e| format!("removing damaged master {id}: {e}"))?;
+    std::fs::remove_dir_all(cluster.data_dir(id)).map_err(|e| e.to_string())?;
+    cluster.restart(id);
+    let peer_addr = cluster.peers()[&id].clone();
+    let deadline = Instant::now() + START_BOUND;
+    while cluster.status(id).await.is_none() {
+        if Instant::now() > deadline {
+            return Err(format!("master {id} on an empty data dir did not serve"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    client
+        .add_learner(pb::AddLearnerRequest {
+            id,
+            peer_addr,
+            blocking: true,
+        })
+        .await
+        .map_err(|e| format!("adding master {id} back as a learner: {e}"))?;
+    client
+        .change_membership(pb::ChangeMembershipRequest {
+            voters: ids,
+            retain: false,
+        })
+        .await
+        .map_err(|e| format!("making master {id} a voter again: {e}"))?;
+    Ok("refused to start naming the damage; recovered by the documented steps".into())
 }
 
 /// Applies `event` to the cluster.
@@ -269,12 +424,95 @@ pub async fn apply(cluster: &mut Cluster, event: &Event) -> Applied {
                 applied.description = "membership change needs 5 masters: skipped".into();
             }
         }
+        Kind::LargeWrite => {
+            // Writes over the entry limit, through a master drawn from the pick: each
+            // must be refused before the log (or find no leader); none may wedge it.
+            let via = ids[(event.pick % ids.len() as u64) as usize];
+            let client = cluster.client_of(via);
+            let mut answers = Vec::new();
+            for bytes in [12 << 20, 2 << 20, 300 << 10] {
+                let result = client
+                    .create_connection(pb::CreateConnectionRequest {
+                        session_id: "chaos-large".into(),
+                        server_data: "x".repeat(bytes),
+                        ..Default::default()
+                    })
+                    .await;
+                match result {
+                    Err(e) if e.code() == tonic::Code::ResourceExhausted => answers.push("refused"),
+                    Err(e)
+                        if matches!(
+                            e.code(),
+                            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+                        ) =>
+                    {
+                        answers.push("no leader")
+                    }
+                    other => applied.problems.push(format!(
+                        "a {bytes}-byte server_data through master {via} answered {other:?}"
+                    )),
+                }
+            }
+            applied.description = format!("oversized writes through {via}: {answers:?}");
+        }
+        Kind::CorruptStopped => {
+            if let Some(f) = pick_one(&followers, event.pick) {
+                cluster.kill(f);
+                applied.damaged = Some(f);
+                let done = damage(cluster.data_dir(f), event.pick)
+                    .unwrap_or_else(|e| format!("damage failed: {e}"));
+                applied.description = format!("SIGKILL follower {f}, {done}");
+            }
+        }
+        Kind::TermFollower => {
+            if let Some(f) = pick_one(&followers, event.pick) {
+                let _ = cluster.signal(f, libc::SIGTERM);
+                applied.killed.push(f);
+                let started = Instant::now();
+                applied.description = match cluster.exit_status(f, STOP_BOUND).await {
+                    Ok(status) => format!(
+                        "SIGTERM follower {f}: stopped in {} ms ({status})",
+                        started.elapsed().as_millis()
+                    ),
+                    Err(_) => {
+                        applied.problems.push(format!(
+                            "follower {f} still running {STOP_BOUND:?} after SIGTERM"
+                        ));
+                        cluster.kill(f);
+                        format!("SIGTERM follower {f}: ignored, killed")
+                    }
+                };
+            }
+        }
+        Kind::IdleFlood => {
+            let victim = leader.unwrap_or(ids[0]);
+            let _ = cluster.limit_open_files(victim, FLOODED_FILE_LIMIT);
+            let client_addr = cluster.client_addr(victim).to_owned();
+            let peer_addr = cluster.masters[&victim].peer_addr.clone();
+            applied.flood = idle_connections(&client_addr, FLOOD.0).await;
+            let on_client = applied.flood.len();
+            applied
+                .flood
+                .extend(idle_connections(&peer_addr, FLOOD.1).await);
+            applied.description = format!(
+                "{on_client} + {} idle connections to master {victim}'s client and peer ports, \
+                 its open-file limit {FLOODED_FILE_LIMIT}",
+                applied.flood.len() - on_client
+            );
+        }
     }
     applied
 }
 
 /// Undoes what `applied` did.
-pub async fn heal(cluster: &mut Cluster, applied: &Applied) {
+pub async fn heal(cluster: &mut Cluster, applied: &mut Applied) {
+    applied.flood.clear();
+    if let Some(id) = applied.damaged {
+        match restart_damaged(cluster, id).await {
+            Ok(outcome) => applied.description += &format!("; {outcome}"),
+            Err(problem) => applied.problems.push(problem),
+        }
+    }
     if applied.network {
         cluster.network.heal();
     }
