@@ -291,3 +291,46 @@ async fn a_string_field_that_is_not_utf8_is_invalid_argument_naming_the_field() 
     );
     assert_eq!(cluster.status(leader).await.unwrap().last_log_index, index);
 }
+
+/// A full disk used to kill the Raft core and leave the process up as a zombie, even
+/// once space was freed. A follower whose disk fills now exits non-zero, naming the
+/// error; the others go on; and once space is freed it starts from its data dir
+/// (nothing in it damaged) and catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_whose_disk_fills_exits_and_rejoins_once_space_is_freed() {
+    let mut cluster = Cluster::start(
+        3,
+        Options {
+            extra_args: ["--max-data-bytes", "262144"].map(String::from).to_vec(),
+            ..Options::default()
+        },
+    );
+    let leader = cluster.leader().await;
+    cluster.create_session("disk").await;
+    cluster.converged().await;
+    let victim = *cluster.masters.keys().find(|id| **id != leader).unwrap();
+    cluster.kill(victim);
+    let disk = chorus_testkit::SmallDisk::new(&cluster.masters[&victim].data_dir.clone(), 12 << 20)
+        .expect("a tmpfs in a user namespace (util-linux's unshare)");
+    cluster.wrap(victim, disk.wrapper());
+    cluster.restart(victim);
+    cluster.converged().await;
+
+    // 100 writes of 250 KiB: 25 MB, twice the victim's disk.
+    let client = cluster.client_all();
+    for _ in 0..100 {
+        client
+            .create_connection(connection("disk", "z".repeat(250 * 1024)))
+            .await
+            .unwrap();
+    }
+    let exit = cluster.exit_status(victim).await;
+    assert!(!exit.success(), "exit status {exit}");
+    let log = cluster.log(victim);
+    assert!(log.contains("No space left on device"), "{log}");
+
+    disk.resize(256 << 20).unwrap();
+    cluster.restart(victim);
+    let (index, _) = cluster.converged().await;
+    assert_eq!(cluster.status(victim).await.unwrap().last_applied, index);
+}

@@ -47,7 +47,8 @@ struct Args {
     /// split, one-way, delay, transfer-leader, membership, large-write (writes over the
     /// entry limit), corrupt-stopped (a stopped follower's file cut or bit-flipped),
     /// term-follower (SIGTERM must stop it), idle-flood (idle connections past both
-    /// ports' limits under a lowered open-file limit).
+    /// ports' limits under a lowered open-file limit), disk-full (a follower restarted
+    /// on a tmpfs with 128 KiB to spare: it must exit naming ENOSPC, then rejoin).
     #[arg(long, value_delimiter = ',')]
     nemesis: Vec<String>,
     /// Concurrent clients.

@@ -32,10 +32,11 @@ pub enum Kind {
     CorruptStopped,
     TermFollower,
     IdleFlood,
+    DiskFull,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::KillLeader,
         Kind::KillFollower,
         Kind::KillMajority,
@@ -51,6 +52,7 @@ impl Kind {
         Kind::CorruptStopped,
         Kind::TermFollower,
         Kind::IdleFlood,
+        Kind::DiskFull,
     ];
 
     pub fn name(self) -> &'static str {
@@ -70,6 +72,7 @@ impl Kind {
             Kind::CorruptStopped => "corrupt-stopped",
             Kind::TermFollower => "term-follower",
             Kind::IdleFlood => "idle-flood",
+            Kind::DiskFull => "disk-full",
         }
     }
 
@@ -127,6 +130,9 @@ pub struct Applied {
     membership: bool,
     /// A master whose files were damaged while it was stopped.
     damaged: Option<u64>,
+    /// A master restarted on a disk with little room left.
+    /// (with how long its log was then, so only this run of it is read).
+    disk: Option<(u64, chorus_testkit::SmallDisk, usize)>,
     /// Idle connections held open against a master.
     flood: Vec<tokio::net::TcpStream>,
     /// The fault took the leader away (for the unavailability figures).
@@ -163,6 +169,26 @@ fn partition(cluster: &Cluster, a: &[u64], b: &[u64]) {
             cluster.network.set(y, x, cut);
         }
     }
+}
+
+/// Room left on a disk-full fault's disk beyond what the data dir holds: a few
+/// seconds of the workload's writes, and less than one of sled's segments.
+const DISK_ROOM: u64 = 128 << 10;
+
+/// Bytes the files under `dir` occupy on disk.
+fn occupied(dir: &std::path::Path) -> std::io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let metadata = entry.metadata()?;
+        total += if metadata.is_dir() {
+            occupied(&entry.path())?
+        } else {
+            metadata.blocks() * 512
+        };
+    }
+    Ok(total)
 }
 
 /// Opens `n` connections to `addr` that never send anything.
@@ -484,6 +510,29 @@ pub async fn apply(cluster: &mut Cluster, event: &Event) -> Applied {
                 };
             }
         }
+        Kind::DiskFull => {
+            if let Some(f) = pick_one(&followers, event.pick) {
+                cluster.kill(f);
+                let dir = cluster.data_dir(f).to_owned();
+                let disk = occupied(&dir).and_then(|used| {
+                    let size = (used + DISK_ROOM).div_ceil(4096) * 4096;
+                    Ok((size, chorus_testkit::SmallDisk::new(&dir, size)?))
+                });
+                match disk {
+                    Ok((size, disk)) => {
+                        cluster.wrap(f, disk.wrapper());
+                        applied.disk = Some((f, disk, cluster.log(f).len()));
+                        applied.description =
+                            format!("follower {f} restarted on a {size}-byte disk");
+                    }
+                    Err(e) => {
+                        applied.killed.push(f);
+                        applied.description = format!("disk-full skipped: {e}");
+                    }
+                }
+                cluster.restart(f);
+            }
+        }
         Kind::IdleFlood => {
             let victim = leader.unwrap_or(ids[0]);
             let _ = cluster.limit_open_files(victim, FLOODED_FILE_LIMIT);
@@ -507,6 +556,31 @@ pub async fn apply(cluster: &mut Cluster, event: &Event) -> Applied {
 /// Undoes what `applied` did.
 pub async fn heal(cluster: &mut Cluster, applied: &mut Applied) {
     applied.flood.clear();
+    if let Some((id, disk, log_from)) = applied.disk.take() {
+        let log = cluster.log(id);
+        let named = log
+            .get(log_from..)
+            .unwrap_or_default()
+            .contains("No space left");
+        match cluster.try_exit_status(id) {
+            None => applied.description += "; still running",
+            Some(status) if !status.success() && named => {
+                applied.description += &format!("; its disk filled, it exited ({status})")
+            }
+            Some(status) => applied.problems.push(format!(
+                "master {id} on a full disk exited ({status}) without naming it"
+            )),
+        }
+        // Back to its real disk: stopped, its data copied back, started as before.
+        cluster.kill(id);
+        cluster.unwrap(id);
+        if let Err(e) = disk.restore() {
+            applied
+                .problems
+                .push(format!("restoring master {id}'s data dir: {e}"));
+        }
+        cluster.restart(id);
+    }
     if let Some(id) = applied.damaged {
         match restart_damaged(cluster, id).await {
             Ok(outcome) => applied.description += &format!("; {outcome}"),

@@ -376,27 +376,30 @@ impl SnapshotStore {
         };
         let dir = self.dir.join(current.generation.to_string());
         let db = open_db(&dir)?;
+        let unreadable =
+            |e: sled::Error| super::damaged(&dir, &format!("sled cannot read it: {e}"));
         let stored: Option<SnapshotMeta> = db
             .get(META)
-            .map_err(io::Error::other)?
+            .map_err(unreadable)?
             .map(|bytes| checksum::open(&bytes, &|| format!("{}: the meta", dir.display())))
             .transpose()?;
         if stored.map(|m| m.last_log_id) != Some(current.meta.last_log_id) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "snapshot directory {} does not hold the snapshot the store names",
+            return Err(super::damaged(
+                &dir,
+                &format!(
+                    "it does not hold snapshot {} the store names (its meta is missing or \
+                     another snapshot's)",
                     current.generation
                 ),
             ));
         }
         let mut data = Vec::new();
         for (expected, item) in db.scan_prefix(DATA_PREFIX).enumerate() {
-            let (key, chunk) = item.map_err(io::Error::other)?;
+            let (key, chunk) = item.map_err(unreadable)?;
             if key.as_ref() != chunk_key(expected as u64).as_slice() {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("snapshot chunk {expected} is missing"),
+                return Err(super::damaged(
+                    &dir,
+                    &format!("the snapshot's chunk {expected} is missing"),
                 ));
             }
             data.extend_from_slice(&chunk);

@@ -97,6 +97,8 @@ pub struct Cluster {
     processes: Processes,
     /// The members named in `--peers`: the masters started with the cluster.
     peers: BTreeMap<u64, String>,
+    /// Commands a master's program is started under (see [`Cluster::wrap`]).
+    wrappers: BTreeMap<u64, Vec<String>>,
     dir: tempfile::TempDir,
 }
 
@@ -118,6 +120,7 @@ impl Cluster {
             network: Network::new(),
             processes: Processes::default(),
             peers: BTreeMap::new(),
+            wrappers: BTreeMap::new(),
             dir,
         };
         for id in 1..=n {
@@ -167,7 +170,14 @@ impl Cluster {
         let master = &self.masters[&id];
         let peers: Vec<String> = self.peers.iter().map(|(i, a)| format!("{i}={a}")).collect();
         let options = &self.options;
-        let mut command = Command::new(&options.program.path);
+        let mut command = match self.wrappers.get(&id) {
+            Some(wrapper) => {
+                let mut command = Command::new(&wrapper[0]);
+                command.args(&wrapper[1..]).arg(&options.program.path);
+                command
+            }
+            None => Command::new(&options.program.path),
+        };
         command
             .args(&options.program.args)
             .args(["--id", &id.to_string()])
@@ -186,6 +196,18 @@ impl Cluster {
             self.network.set_pid(id, pid);
         }
         Ok(())
+    }
+
+    /// From its next start on, master `id` runs as `wrapper… <program> <args>` (e.g.
+    /// under `nsenter`, to see a file system mounted in another namespace).
+    pub fn wrap(&mut self, id: u64, wrapper: Vec<String>) {
+        assert!(!wrapper.is_empty(), "an empty wrapper");
+        self.wrappers.insert(id, wrapper);
+    }
+
+    /// Master `id` starts as its program alone again.
+    pub fn unwrap(&mut self, id: u64) {
+        self.wrappers.remove(&id);
     }
 
     /// Starts a stopped master again from its data dir (no-op if it is running).

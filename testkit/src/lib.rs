@@ -11,11 +11,13 @@
 //!   report (status, leader, caught up).
 
 mod cluster;
+mod disk;
 mod port;
 mod process;
 mod proxy;
 
 pub use cluster::{Cluster, Master, Options, Program};
+pub use disk::SmallDisk;
 pub use port::{free_addr, free_listener, free_port};
 pub use process::{Processes, raise_open_files};
 pub use proxy::{Fault, Network};
