@@ -51,14 +51,14 @@ pub async fn report_health(
             if committed != commit_progress.0 {
                 commit_progress = (committed, tokio::time::Instant::now());
             }
-            let commits =
-                m.last_log_index <= committed || commit_progress.1.elapsed() < election_timeout;
             let in_touch = match m.current_leader {
-                Some(leader) if leader == m.id => {
-                    commits
-                        && m.last_quorum_acked
-                            .is_some_and(|acked| acked.elapsed() < election_timeout)
-                }
+                Some(leader) if leader == m.id => leads(
+                    m.last_log_index,
+                    committed,
+                    commit_progress.1.elapsed(),
+                    m.last_quorum_acked.map(|acked| acked.elapsed()),
+                    election_timeout,
+                ),
                 Some(_) => contact
                     .last()
                     .is_some_and(|last| last.elapsed() < election_timeout),
@@ -86,9 +86,48 @@ pub async fn report_health(
     set_all(&reporter, ServingStatus::NotServing).await;
 }
 
+/// Whether a leader is in touch with its group: a quorum acknowledged it within
+/// `election_timeout` (`quorum_acked_ago`), and its log is committed to its end or its
+/// commit index moved within `election_timeout` (`commit_moved_ago`). A quorum that
+/// answers heartbeats but takes no entries cannot commit a write: that leader is not
+/// serving.
+fn leads(
+    last_log_index: Option<u64>,
+    committed: Option<u64>,
+    commit_moved_ago: Duration,
+    quorum_acked_ago: Option<Duration>,
+    election_timeout: Duration,
+) -> bool {
+    let commits = last_log_index <= committed || commit_moved_ago < election_timeout;
+    commits && quorum_acked_ago.is_some_and(|ago| ago < election_timeout)
+}
+
 async fn set_all(reporter: &HealthReporter, status: ServingStatus) {
     reporter.set_service_status("", status).await;
     for name in SERVICE_NAMES {
         reporter.set_service_status(name, status).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leader_serves_only_while_a_quorum_acks_it_and_its_commits_keep_up() {
+        let timeout = Duration::from_millis(300);
+        let (fresh, stale) = (Duration::from_millis(10), Duration::from_millis(301));
+        // All committed, quorum fresh: serving, however long the commit index stood.
+        assert!(leads(Some(9), Some(9), stale, Some(fresh), timeout));
+        // Entries beyond the commit index, which moved lately: a write on its way.
+        assert!(leads(Some(12), Some(9), fresh, Some(fresh), timeout));
+        // Entries beyond it, and it stood still for an election timeout while the
+        // quorum answered heartbeats: the log is wedged, not serving.
+        assert!(!leads(Some(12), Some(9), stale, Some(fresh), timeout));
+        // No quorum lately, or never: not serving, even with nothing to commit.
+        assert!(!leads(Some(9), Some(9), fresh, Some(stale), timeout));
+        assert!(!leads(Some(9), Some(9), fresh, None, timeout));
+        // A new leader's blank entry not yet committed, just elected.
+        assert!(leads(Some(1), None, fresh, Some(fresh), timeout));
     }
 }
