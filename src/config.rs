@@ -82,6 +82,8 @@ pub struct Config {
     pub max_client_connections: usize,
     /// Most concurrent calls on one client connection.
     pub max_streams_per_connection: u32,
+    /// Most Health.Watch streams open at once.
+    pub max_watch_streams: usize,
     /// Limits the leader stamps into the commands it proposes.
     pub limits: Limits,
     /// A RUNNING media node silent for this long is declared CRASHED.
@@ -187,6 +189,9 @@ settings! {
     // A connection's streams share its memory budget; 128 is nginx's HTTP/2 default.
     /// Most concurrent calls (HTTP/2 streams) on one client connection.
     max_streams_per_connection: u32 = 128, "CHORUS_MAX_STREAMS_PER_CONNECTION";
+    // A watch holds a few KiB for as long as its client keeps it open.
+    /// Most Health.Watch streams open at once on this master.
+    max_watch_streams: usize = 4096, "CHORUS_MAX_WATCH_STREAMS";
     // The limits suit a mid-sized cluster.
     /// Most sessions the cluster holds.
     max_sessions: u32 = 100_000, "CHORUS_MAX_SESSIONS";
@@ -344,6 +349,7 @@ impl Config {
             max_message_bytes: s.max_message_bytes,
             max_client_connections: s.max_client_connections,
             max_streams_per_connection: s.max_streams_per_connection,
+            max_watch_streams: s.max_watch_streams,
             limits: Limits {
                 max_sessions: s.max_sessions,
                 max_connections_per_session: s.max_connections_per_session,

@@ -334,3 +334,58 @@ async fn a_follower_whose_disk_fills_exits_and_rejoins_once_space_is_freed() {
     let (index, _) = cluster.converged().await;
     assert_eq!(cluster.status(victim).await.unwrap().last_applied, index);
 }
+
+/// Each open Health.Watch holds memory for as long as its client keeps it (20,000 of
+/// them held 108 MB, and nothing bounded them). Past `--max-watch-streams` a new watch is
+/// RESOURCE_EXHAUSTED naming the limit, checks still answer, and a closed watch frees
+/// its slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_watches_past_the_limit_are_refused_and_a_closed_one_frees_its_slot() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let cluster = Cluster::start(
+        1,
+        Options {
+            extra_args: ["--max-watch-streams", "8"].map(String::from).to_vec(),
+            ..Options::default()
+        },
+    );
+    let leader = cluster.leader().await;
+    let mut health = HealthClient::new(cluster.channel(leader).await);
+    let mut open = Vec::new();
+    for _ in 0..8 {
+        let watch = health
+            .watch(HealthCheckRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        open.push(watch);
+    }
+    let refused = health
+        .watch(HealthCheckRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("max_watch_streams"),
+        "{}",
+        refused.message()
+    );
+    health
+        .check(HealthCheckRequest::default())
+        .await
+        .expect("checks are not watches");
+
+    drop(open.pop());
+    let health = &health;
+    cluster
+        .eventually("a slot freed by the closed watch", || async move {
+            health
+                .clone()
+                .watch(HealthCheckRequest::default())
+                .await
+                .ok()
+                .map(drop)
+        })
+        .await;
+}

@@ -11,13 +11,21 @@
 //! A master cut off from the quorum turns NOT_SERVING within an election timeout plus a
 //! tick. Both the whole server (`""`) and each public service report the same status.
 
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures::{Stream, StreamExt};
 
 use openraft::Instant as _;
 use openraft::async_runtime::WatchReceiver;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
 use tonic_health::ServingStatus;
-use tonic_health::server::HealthReporter;
+use tonic_health::pb::health_server::{Health, HealthServer};
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+use tonic_health::server::{HealthReporter, HealthService};
 
 use super::SERVICE_NAMES;
 use crate::network::LeaderContact;
@@ -106,6 +114,60 @@ async fn set_all(reporter: &HealthReporter, status: ServingStatus) {
     reporter.set_service_status("", status).await;
     for name in SERVICE_NAMES {
         reporter.set_service_status(name, status).await;
+    }
+}
+
+/// The health service, with at most `max_watches` `Watch` streams open at once, and its
+/// reporter. Each open watch holds a few kilobytes for as long as its client keeps it
+/// (20,000 of them held 108 MB); past the bound a new one is RESOURCE_EXHAUSTED.
+pub fn health_service(max_watches: usize) -> (HealthReporter, HealthServer<BoundedHealth>) {
+    let reporter = HealthReporter::new();
+    let service = BoundedHealth {
+        inner: HealthService::from_health_reporter(reporter.clone()),
+        watches: Arc::new(Semaphore::new(max_watches)),
+        max_watches,
+    };
+    (reporter, HealthServer::new(service))
+}
+
+/// tonic's health service, its watches bounded.
+pub struct BoundedHealth {
+    inner: HealthService,
+    watches: Arc<Semaphore>,
+    max_watches: usize,
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<HealthCheckResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Health for BoundedHealth {
+    async fn check(
+        &self,
+        request: Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, Status> {
+        self.inner.check(request).await
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        request: Request<HealthCheckRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        let Ok(slot) = self.watches.clone().try_acquire_owned() else {
+            return Err(Status::resource_exhausted(format!(
+                "{} Health.Watch streams are open on this master, its limit \
+                 (max_watch_streams): poll Health.Check, or close a watch",
+                self.max_watches
+            )));
+        };
+        let statuses = self.inner.watch(request).await?.into_inner();
+        // The slot is freed when the stream is dropped: when the client goes away.
+        let held = statuses.map(move |status| {
+            let _ = &slot;
+            status
+        });
+        Ok(Response::new(Box::pin(held)))
     }
 }
 

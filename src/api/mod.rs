@@ -25,7 +25,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::Router;
 use tower::layer::util::{Identity, Stack};
 
-pub use health::report_health;
+pub use health::{BoundedHealth, health_service, report_health};
 pub use leader_hint::{LEADER_HEADER, MASTER_HEADER};
 
 use crate::auth::BearerCheck;

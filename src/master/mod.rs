@@ -398,7 +398,8 @@ impl Master {
             initialize(&config, &raft).await?;
         }
         spawn_background_tasks(&config, &raft, &applied, &fleet, tasks);
-        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        let (health_reporter, health_service) =
+            crate::api::health_service(config.max_watch_streams);
         tasks.spawn(crate::api::report_health(
             raft.clone(),
             peer_server.leader_contact(),
