@@ -202,21 +202,6 @@ async fn idle_connections_past_the_limits_cannot_starve_the_raft_log_of_descript
     assert!(!log.contains("Too many open files"), "{log}");
 }
 
-/// CPU seconds process `pid` has used, from /proc.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // The fields after the command (which is in parentheses and may hold spaces).
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    // SAFETY: sysconf only reads a configuration value.
-    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
-}
-
 /// With one follower down, the leader retried it about once a millisecond, burning a
 /// core and writing ~17,700 WARN lines a second. Now the retries back off (to one a
 /// second) and the log is rate-limited per line of code: over three seconds of a dead
@@ -230,13 +215,16 @@ async fn a_dead_follower_costs_the_leader_neither_a_core_nor_a_flood_of_log_line
     cluster.kill(follower);
     cluster.create_session("after").await;
     let pid = cluster.pid(leader).unwrap();
-    let (lines, cpu) = (cluster.log(leader).lines().count(), cpu_seconds(pid));
+    let (lines, cpu) = (
+        cluster.log(leader).lines().count(),
+        chorus_testkit::cpu_seconds(pid).unwrap(),
+    );
     // The outage's length is the input here: long enough for a back-off to reach its
     // cap, and for a retry loop without one to show.
     let window = Duration::from_secs(3);
     tokio::time::sleep(window).await;
     let added = cluster.log(leader).lines().count() - lines;
-    let used = cpu_seconds(pid) - cpu;
+    let used = chorus_testkit::cpu_seconds(pid).unwrap() - cpu;
     assert!(
         added <= 60,
         "{added} log lines in {window:?}:\n{}",

@@ -210,6 +210,7 @@ async fn run(args: Args) -> Result<bool, String> {
             .collect(),
     };
     let zombies = no_zombie(&cluster).await;
+    let (idle_cpu, busy) = idle_cpu(&cluster).await;
     let (log_rate, logs) = log_volume(&cluster, start.elapsed());
 
     // The report.
@@ -238,6 +239,7 @@ async fn run(args: Args) -> Result<bool, String> {
         ("faults handled", &faults_kept),
         ("no zombie master", &zombies),
         ("log volume", &logs),
+        ("idle CPU", &busy),
     ] {
         passed &= report(name, finding);
     }
@@ -275,6 +277,7 @@ async fn run(args: Args) -> Result<bool, String> {
         "faults_handled": faults_kept.passed(),
         "no_zombie": zombies.passed(),
         "max_log_lines_per_s": log_rate,
+        "max_idle_cpu": idle_cpu,
         "converged": converged,
         "live": live,
         "faults": faults.len(),
@@ -301,6 +304,44 @@ async fn no_zombie(cluster: &Cluster) -> Finding {
         }
     }
     Finding { problems }
+}
+
+/// Most of a core a master may use while the healed cluster is idle: heartbeats cost
+/// a few percent; a retry loop without back-off costs all of it.
+const MAX_IDLE_CPU: f64 = 0.25;
+/// How long the idle cluster's CPU use is measured.
+const IDLE_WINDOW: Duration = Duration::from_secs(2);
+
+/// With the workload stopped and everything healed, the share of a core each master
+/// uses over [`IDLE_WINDOW`]; the most of them, and a finding if over [`MAX_IDLE_CPU`].
+async fn idle_cpu(cluster: &Cluster) -> (f64, Finding) {
+    let pids: Vec<(u64, u32)> = cluster
+        .ids()
+        .into_iter()
+        .filter_map(|id| Some((id, cluster.pid(id)?)))
+        .collect();
+    let before: Vec<Option<f64>> = pids
+        .iter()
+        .map(|(_, pid)| chorus_testkit::cpu_seconds(*pid))
+        .collect();
+    // The window is the measurement itself, not a wait for a condition.
+    tokio::time::sleep(IDLE_WINDOW).await;
+    let mut worst = 0f64;
+    let mut problems = Vec::new();
+    for ((id, pid), before) in pids.iter().zip(before) {
+        let (Some(before), Some(after)) = (before, chorus_testkit::cpu_seconds(*pid)) else {
+            continue;
+        };
+        let share = (after - before) / IDLE_WINDOW.as_secs_f64();
+        worst = worst.max(share);
+        if share > MAX_IDLE_CPU {
+            problems.push(format!(
+                "master {id} used {:.0}% of a core while the cluster was idle",
+                share * 100.0
+            ));
+        }
+    }
+    ((worst * 100.0).round() / 100.0, Finding { problems })
 }
 
 /// The most lines any master logged per second of the run, and a finding if that is
