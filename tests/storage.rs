@@ -257,3 +257,24 @@ async fn a_store_whose_log_was_cut_short_or_flipped_is_refused_naming_the_file()
         damaged.len()
     );
 }
+
+/// sled reads a `conf` file that is no longer UTF-8 (one flipped bit) as a database of
+/// an older sled version. That is damage like any other, refused naming the file and
+/// the recovery (the chaos suite's corrupt-stopped nemesis found it reported as a
+/// version mismatch, with no recovery given).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_whose_sled_conf_was_flipped_is_refused_as_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    write_until_killed(dir.path(), 50);
+    let conf = dir.path().join("conf");
+    let mut bytes = std::fs::read(&conf).unwrap();
+    bytes[0] ^= 0x80;
+    std::fs::write(&conf, bytes).unwrap();
+    let error = storage::open(dir.path())
+        .err()
+        .expect("a flipped conf was opened");
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidData, "{error}");
+    let message = error.to_string();
+    assert!(message.contains(&conf.display().to_string()), "{message}");
+    assert!(message.contains("damaged"), "{message}");
+}

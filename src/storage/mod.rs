@@ -99,9 +99,16 @@ fn open_sled(dir: &Path, cache_bytes: u64) -> io::Result<sled::Db> {
         .cache_capacity(cache_bytes)
         .open()
         .map_err(|e| match e {
-            sled::Error::Corruption { .. } => {
-                damaged(&dir.join("db"), &format!("sled cannot read it ({e})"))
+            // An I/O error (permissions, sled's lock held by another process) is the
+            // operator's to fix; anything else sled cannot make sense of is damage: a
+            // bit flipped in its `conf` reads as a database of an older sled version.
+            sled::Error::Io(e) => io::Error::new(
+                e.kind(),
+                format!("cannot open sled in {}: {e}", dir.display()),
+            ),
+            sled::Error::Unsupported(_) => {
+                damaged(&dir.join("conf"), &format!("sled cannot read it ({e})"))
             }
-            e => io::Error::other(format!("cannot open sled in {}: {e}", dir.display())),
+            e => damaged(&dir.join("db"), &format!("sled cannot read it ({e})")),
         })
 }
