@@ -340,11 +340,7 @@ async fn bad_requests_get_precise_codes_and_change_nothing() {
         assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
 
         let client = cluster.client(&[via]);
-        let expect = |result: Result<_, tonic::Status>, code: Code, mentions: &str| {
-            let e = result.map(|_: ()| ()).unwrap_err();
-            assert_eq!(e.code(), code, "{e:?}");
-            assert!(e.message().contains(mentions), "{mentions:?} not in {e:?}");
-        };
+        let expect = common::assert_refused::<()>;
         expect(
             client.create_session(create("bad id!")).await.map(drop),
             Code::InvalidArgument,

@@ -113,7 +113,7 @@ async fn run(args: Args) -> Result<bool, String> {
     );
 
     // The idle-flood fault holds a few thousand sockets.
-    chorus_testkit::raise_open_files().map_err(|e| format!("open-file limit: {e}"))?;
+    chorus::master::raise_open_files().map_err(|e| format!("open-file limit: {e}"))?;
     let mut cluster = Cluster::start(args.nodes as u64)?;
     let formed = Instant::now();
     while cluster.leader().await.is_none() {

@@ -70,7 +70,10 @@ pub fn bounded(
 pub struct Bounded {
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,
-    /// Fires [`IDLE_TIMEOUT`] after the last byte read.
+    /// When a byte was last read.
+    last_read: Instant,
+    /// Fires at the latest [`IDLE_TIMEOUT`] after `last_read`; moved on lazily, when it
+    /// fires, rather than on every read of a busy connection.
     idle: Pin<Box<Sleep>>,
 }
 
@@ -79,6 +82,7 @@ impl Bounded {
         Bounded {
             stream,
             _slot: slot,
+            last_read: Instant::now(),
             idle: Box::pin(tokio::time::sleep(IDLE_TIMEOUT)),
         }
     }
@@ -102,16 +106,25 @@ impl AsyncRead for Bounded {
         match Pin::new(&mut self.stream).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
-                    self.idle.as_mut().reset(Instant::now() + IDLE_TIMEOUT);
+                    self.last_read = Instant::now();
                 }
                 Poll::Ready(Ok(()))
             }
-            Poll::Pending => match self.idle.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("nothing received for {IDLE_TIMEOUT:?}"),
-                ))),
-                Poll::Pending => Poll::Pending,
+            Poll::Pending => loop {
+                match self.idle.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(()) => {
+                        let due = self.last_read + IDLE_TIMEOUT;
+                        if due <= Instant::now() {
+                            return Poll::Ready(Err(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                format!("nothing received for {IDLE_TIMEOUT:?}"),
+                            )));
+                        }
+                        // Bytes came since it was set: wait out the rest from the last.
+                        self.idle.as_mut().reset(due);
+                    }
+                }
             },
             ready => ready,
         }

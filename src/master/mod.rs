@@ -582,6 +582,27 @@ impl Master {
 /// leaves too little room: connections must run out of their own limits, never out of
 /// descriptors the Raft log needs.
 fn check_open_files(config: &Config) -> Result<(), StartError> {
+    let limit = raise_open_files()?;
+    let (clients, peers) = (
+        config.max_client_connections as u64,
+        PEER_CONNECTIONS as u64,
+    );
+    let needed = clients + peers + FILE_RESERVE;
+    if limit < needed {
+        return Err(StartError::OpenFiles {
+            limit,
+            needed,
+            clients,
+            peers,
+            reserve: FILE_RESERVE,
+        });
+    }
+    Ok(())
+}
+
+/// Raises this process's open-file limit to its hard limit, as far as it may, and
+/// returns the limit now in force.
+pub fn raise_open_files() -> std::io::Result<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -589,7 +610,7 @@ fn check_open_files(config: &Config) -> Result<(), StartError> {
     // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return Err(std::io::Error::last_os_error().into());
+            return Err(std::io::Error::last_os_error());
         }
         if limit.rlim_cur < limit.rlim_max {
             let raised = libc::rlimit {
@@ -601,21 +622,7 @@ fn check_open_files(config: &Config) -> Result<(), StartError> {
             }
         }
     }
-    let (clients, peers) = (
-        config.max_client_connections as u64,
-        PEER_CONNECTIONS as u64,
-    );
-    let needed = clients + peers + FILE_RESERVE;
-    if limit.rlim_cur < needed {
-        return Err(StartError::OpenFiles {
-            limit: limit.rlim_cur,
-            needed,
-            clients,
-            peers,
-            reserve: FILE_RESERVE,
-        });
-    }
-    Ok(())
+    Ok(limit.rlim_cur)
 }
 
 /// Runs a master until `shutdown` resolves, then stops it gracefully. If Raft stops on

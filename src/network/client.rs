@@ -217,10 +217,11 @@ impl PeerConnection {
         let mut request = tonic::Request::new(pb::Payload {
             data: codec::encode(request).map_err(codec_error)?,
         });
-        request.set_timeout(deadline);
-        if !self.reach.ready(deadline).await {
+        // A back-off spends part of the caller's deadline, never more than all of it.
+        let Some(deadline) = self.reach.ready(deadline).await else {
             return Err(self.backing_off());
-        }
+        };
+        request.set_timeout(deadline);
         let reply = tokio::time::timeout(deadline, call(self.client()?, request))
             .await
             .map_err(|_| RPCError::Timeout(self.timeout(action, deadline)))?;
@@ -282,9 +283,9 @@ impl PeerConnection {
         }
         let (requests, outgoing) = futures::channel::mpsc::unbounded();
         let mut client = self.client()?;
-        if !self.reach.ready(ttl).await {
+        let Some(ttl) = self.reach.ready(ttl).await else {
             return Err(self.backing_off());
-        }
+        };
         let opened = tokio::time::timeout(ttl, client.stream_append(outgoing))
             .await
             .map_err(|_| RPCError::Timeout(self.timeout(RPCTypes::AppendEntries, ttl)))?;

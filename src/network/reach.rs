@@ -64,17 +64,18 @@ impl Reach {
         }
     }
 
-    /// Waits as [`Reach::wait`] says; `false` if the call should fail without trying.
-    pub async fn ready(&self, ttl: Duration) -> bool {
+    /// Waits as [`Reach::wait`] says, and returns what is left of `ttl` for the call;
+    /// `None` if it should fail without trying.
+    pub async fn ready(&self, ttl: Duration) -> Option<Duration> {
         match self.wait(ttl) {
-            Wait::Go => true,
+            Wait::Go => Some(ttl),
             Wait::Then(left) => {
                 tokio::time::sleep(left).await;
-                true
+                Some(ttl - left)
             }
             Wait::GiveUp(ttl) => {
                 tokio::time::sleep(ttl).await;
-                false
+                None
             }
         }
     }
@@ -156,7 +157,7 @@ mod tests {
         assert_eq!(previous_cap, LAST_RETRY);
         // A caller with a shorter deadline waits it out and does not try.
         let started = Instant::now();
-        assert!(!reach.ready(ttl).await);
+        assert_eq!(reach.ready(ttl).await, None);
         assert_eq!(started.elapsed(), ttl);
         // Once the back-off has passed, the next caller goes.
         tokio::time::sleep(LAST_RETRY).await;

@@ -19,5 +19,5 @@ mod proxy;
 pub use cluster::{Cluster, Master, Options, Program};
 pub use disk::SmallDisk;
 pub use port::{free_addr, free_listener, free_port};
-pub use process::{Processes, cpu_seconds, raise_open_files};
+pub use process::{Processes, cpu_seconds};
 pub use proxy::{Fault, Network};

@@ -198,26 +198,6 @@ fn has_ended(pid: u32) -> bool {
         .is_none_or(|state| state == "Z" || state == "X")
 }
 
-/// Raises this process's open-file limit to its hard limit (a test that floods a
-/// master with connections holds thousands), and returns the limit now in force.
-pub fn raise_open_files() -> io::Result<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        limit.rlim_cur = limit.rlim_max;
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(limit.rlim_cur)
-}
-
 /// CPU seconds (user and system) process `pid` has used, from /proc; `None` once it is
 /// gone.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {

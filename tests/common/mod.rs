@@ -23,6 +23,18 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 
 pub type Authed = InterceptedService<Channel, BearerToken>;
 
+/// Asserts that `result` is a refusal with `code` whose message mentions `mentions`
+/// (the field or limit it names).
+pub fn assert_refused<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+    code: tonic::Code,
+    mentions: &str,
+) {
+    let e = result.unwrap_err();
+    assert_eq!(e.code(), code, "{e:?}");
+    assert!(e.message().contains(mentions), "{mentions:?} not in {e:?}");
+}
+
 /// Settings a test may change before starting masters.
 #[derive(Clone)]
 pub struct Options {
