@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     unsafe { std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?) };
     let protos = [
         "proto/chorus/peer/v1/peer.proto",
+        "proto/chorus/peer/v1/failpoints.proto",
         "proto/chorus/v1/cluster.proto",
         "proto/chorus/v1/session.proto",
         "proto/chorus/v1/connection.proto",

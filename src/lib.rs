@@ -19,7 +19,8 @@
 //! - [`license`]: license files and the license authority;
 //! - [`master`]: one master, its start-up and graceful shutdown;
 //! - [`agent`]: the media-node sidecar;
-//! - [`cli`]: the `chorus` subcommands.
+//! - [`cli`]: the `chorus` subcommands;
+//! - [`failpoint`]: fault injection for the tests and the chaos suite (a build feature).
 
 pub mod agent;
 pub mod api;
@@ -30,6 +31,7 @@ pub mod codec;
 pub mod config;
 pub mod deadline;
 pub mod error;
+pub mod failpoint;
 pub mod fleet;
 pub mod leader;
 pub mod license;

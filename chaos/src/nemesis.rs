@@ -33,10 +33,12 @@ pub enum Kind {
     TermFollower,
     IdleFlood,
     DiskFull,
+    IoError,
+    Reorder,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 18] = [
         Kind::KillLeader,
         Kind::KillFollower,
         Kind::KillMajority,
@@ -53,6 +55,8 @@ impl Kind {
         Kind::TermFollower,
         Kind::IdleFlood,
         Kind::DiskFull,
+        Kind::IoError,
+        Kind::Reorder,
     ];
 
     pub fn name(self) -> &'static str {
@@ -73,6 +77,8 @@ impl Kind {
             Kind::TermFollower => "term-follower",
             Kind::IdleFlood => "idle-flood",
             Kind::DiskFull => "disk-full",
+            Kind::IoError => "io-error",
+            Kind::Reorder => "reorder",
         }
     }
 
@@ -135,12 +141,24 @@ pub struct Applied {
     disk: Option<(u64, chorus_testkit::SmallDisk, usize)>,
     /// Idle connections held open against a master.
     flood: Vec<tokio::net::TcpStream>,
+    /// Failpoints set, by master, to turn off.
+    failpoints: Vec<(u64, &'static str)>,
     /// The fault took the leader away (for the unavailability figures).
     pub leader_fault: Option<&'static str>,
     /// What the cluster did under this fault that breaks a promise (a write past a
     /// limit accepted, a SIGTERM ignored, damage not detected or not recoverable).
     pub problems: Vec<String>,
 }
+
+/// How long a master whose store fails may take to exit (it writes, and so meets the
+/// failure, at the workload's next write or the leader's next heartbeat-borne commit).
+const IO_ERROR_BOUND: Duration = Duration::from_secs(10);
+/// The failpoints of the `reorder` fault: half the appends sent twice, the previous
+/// append replayed before a third of the rest, every vote and transfer sent twice.
+const REORDER: [(&str, &str); 2] = [
+    ("network::append", "50%return(duplicate)->33%return(replay)"),
+    ("network::unary", "return(duplicate)"),
+];
 
 /// How long a master may take to stop on SIGTERM.
 const STOP_BOUND: Duration = Duration::from_secs(5);
@@ -533,6 +551,56 @@ pub async fn apply(cluster: &mut Cluster, event: &Event) -> Applied {
                 cluster.restart(f);
             }
         }
+        Kind::IoError => {
+            let victim = match leader {
+                Some(l) if event.pick % 2 == 0 => l,
+                _ => pick_one(&followers, event.pick / 2).unwrap_or(ids[0]),
+            };
+            let failpoint = if event.pick % 3 == 0 {
+                "storage::mark"
+            } else {
+                "storage::fsync"
+            };
+            if Some(victim) == leader {
+                applied.leader_fault = Some("io-error");
+            }
+            applied.killed.push(victim);
+            applied.description = match cluster.failpoint(victim, failpoint, "return").await {
+                Err(e) => format!("io-error skipped: {e}"),
+                Ok(()) => match cluster.exit_status(victim, IO_ERROR_BOUND).await {
+                    Ok(status) if !status.success() && cluster.log(victim).contains(failpoint) => {
+                        format!("{failpoint} fails on master {victim}: it exited ({status})")
+                    }
+                    Ok(status) => {
+                        applied.problems.push(format!(
+                            "master {victim} exited ({status}) on a failing {failpoint} \
+                             without naming it"
+                        ));
+                        format!("{failpoint} fails on master {victim}")
+                    }
+                    Err(_) => {
+                        applied.problems.push(format!(
+                            "master {victim} still running {IO_ERROR_BOUND:?} after its \
+                             {failpoint} began failing"
+                        ));
+                        cluster.kill(victim);
+                        format!("{failpoint} fails on master {victim}: still running, killed")
+                    }
+                },
+            };
+        }
+        Kind::Reorder => {
+            for &id in &ids {
+                for (name, actions) in REORDER {
+                    if let Err(e) = cluster.failpoint(id, name, actions).await {
+                        applied.problems.push(e);
+                    }
+                    applied.failpoints.push((id, name));
+                }
+            }
+            applied.description =
+                "every master duplicates and replays its appends, duplicates its votes".into();
+        }
         Kind::IdleFlood => {
             let victim = leader.unwrap_or(ids[0]);
             let _ = cluster.limit_open_files(victim, FLOODED_FILE_LIMIT);
@@ -556,6 +624,11 @@ pub async fn apply(cluster: &mut Cluster, event: &Event) -> Applied {
 /// Undoes what `applied` did.
 pub async fn heal(cluster: &mut Cluster, applied: &mut Applied) {
     applied.flood.clear();
+    for (id, name) in std::mem::take(&mut applied.failpoints) {
+        if let Err(e) = cluster.failpoint(id, name, "off").await {
+            applied.problems.push(e);
+        }
+    }
     if let Some((id, disk, log_from)) = applied.disk.take() {
         let log = cluster.log(id);
         let named = log

@@ -214,17 +214,24 @@ fn serve_peer_port(
             .max_encoding_message_size(config.max_message_bytes),
         BearerCheck::new(&config.cluster_secret),
     );
+    let router = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(incoming::KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(incoming::KEEPALIVE_TIMEOUT))
+        .max_concurrent_streams(PEER_STREAMS)
+        .add_service(service);
+    #[cfg(feature = "failpoints")]
+    let router = router.add_service(InterceptedService::new(
+        crate::network::pb::failpoints_server::FailpointsServer::new(
+            crate::failpoint::service::FailpointService,
+        ),
+        BearerCheck::new(&config.cluster_secret),
+    ));
     let stop = tasks.stop.clone();
     tasks.spawn(async move {
-        let serve = tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(incoming::KEEPALIVE_INTERVAL))
-            .http2_keepalive_timeout(Some(incoming::KEEPALIVE_TIMEOUT))
-            .max_concurrent_streams(PEER_STREAMS)
-            .add_service(service)
-            .serve_with_incoming_shutdown(
-                incoming::bounded(listener, PEER_CONNECTIONS),
-                stop.clone().cancelled_owned(),
-            );
+        let serve = router.serve_with_incoming_shutdown(
+            incoming::bounded(listener, PEER_CONNECTIONS),
+            stop.clone().cancelled_owned(),
+        );
         // Nothing on the peer port is worth waiting for once Raft is down: every call on
         // it may be retried elsewhere. Drain briefly, then let the rest go.
         let drained = async {

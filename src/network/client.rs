@@ -210,17 +210,22 @@ impl PeerConnection {
     where
         Req: serde::Serialize,
         Resp: serde::de::DeserializeOwned,
-        F: FnOnce(Client, tonic::Request<pb::Payload>) -> Fut,
+        F: Fn(Client, tonic::Request<pb::Payload>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<pb::Payload>, tonic::Status>>,
     {
         let deadline = option.soft_ttl();
-        let mut request = tonic::Request::new(pb::Payload {
-            data: codec::encode(request).map_err(codec_error)?,
-        });
+        let data = codec::encode(request).map_err(codec_error)?;
         // A back-off spends part of the caller's deadline, never more than all of it.
         let Some(deadline) = self.reach.ready(deadline).await else {
             return Err(self.backing_off());
         };
+        if crate::failpoint::hit("network::unary").as_deref() == Some("duplicate") {
+            tracing::info!("failpoint network::unary: {action:?} sent twice");
+            let mut twin = tonic::Request::new(pb::Payload { data: data.clone() });
+            twin.set_timeout(deadline);
+            let _ = tokio::time::timeout(deadline, call(self.client()?, twin)).await;
+        }
+        let mut request = tonic::Request::new(pb::Payload { data });
         request.set_timeout(deadline);
         let reply = tokio::time::timeout(deadline, call(self.client()?, request))
             .await
@@ -248,6 +253,9 @@ type AppendResults<'s> = BoxStream<'s, Result<StreamAppendResult<C>, RPCError<C>
 struct AppendSession {
     requests: futures::channel::mpsc::UnboundedSender<pb::Payload>,
     results: tonic::Streaming<pb::Payload>,
+    /// The last request sent, for the `network::append` failpoint's `replay`.
+    #[cfg(feature = "failpoints")]
+    previous: Option<Vec<u8>>,
 }
 
 impl AppendSession {
@@ -261,6 +269,36 @@ impl AppendSession {
     ) -> Result<StreamAppendResult<C>, RPCError<C>> {
         let data = codec::encode(request).map_err(codec_error)?;
         let ttl = ttl + Duration::from_secs_f64(data.len() as f64 / APPEND_BYTES_PER_SECOND as f64);
+        #[cfg(feature = "failpoints")]
+        {
+            let previous = self.previous.replace(data.clone());
+            let extra = match crate::failpoint::hit("network::append").as_deref() {
+                Some("duplicate") => Some(data.clone()),
+                Some("replay") => previous,
+                _ => None,
+            };
+            if let Some(extra) = extra {
+                tracing::info!(
+                    "failpoint network::append: {}",
+                    if extra == data {
+                        "sent twice"
+                    } else {
+                        "replayed the previous append"
+                    }
+                );
+                // Its result, whatever it is, is not the caller's: read and dropped.
+                let _ = self.send_and_receive(extra, ttl, timeout).await?;
+            }
+        }
+        self.send_and_receive(data, ttl, timeout).await
+    }
+
+    async fn send_and_receive(
+        &mut self,
+        data: Vec<u8>,
+        ttl: Duration,
+        timeout: &Timeout<C>,
+    ) -> Result<StreamAppendResult<C>, RPCError<C>> {
         self.requests
             .unbounded_send(pb::Payload { data })
             .map_err(|_| RPCError::Unreachable(unreachable("the append stream is closed")))?;
@@ -290,7 +328,12 @@ impl PeerConnection {
             .await
             .map_err(|_| RPCError::Timeout(self.timeout(RPCTypes::AppendEntries, ttl)))?;
         let results = self.observe(opened)?.into_inner();
-        Ok(AppendSession { requests, results })
+        Ok(AppendSession {
+            requests,
+            results,
+            #[cfg(feature = "failpoints")]
+            previous: None,
+        })
     }
 }
 

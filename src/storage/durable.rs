@@ -108,29 +108,35 @@ impl Flusher {
             .spawn(move || {
                 let mut blobs = BlobSync::default();
                 let mut mark = reached;
+                let mut failed = None;
                 while let Ok(first) = rx.recv() {
                     let mut batch = vec![first];
                     batch.extend(rx.try_iter());
-                    let mut result = flush(&db, &db_file, &blob_dir, &mut blobs);
+                    let mut result = match &failed {
+                        Some(failure) => Err(after(failure)),
+                        None => flush(&db, &db_file, &blob_dir, &mut blobs),
+                    };
                     let moved: Vec<Moved> = batch.iter().filter_map(|r| r.moved).collect();
                     if result.is_ok() && !moved.is_empty() {
                         moved.into_iter().for_each(|m| m.apply(&mut mark));
                         result = mark_file.write(mark);
                     }
+                    if let (Err(e), None) = (&result, &failed) {
+                        failed = Some(copy(e));
+                    }
                     for request in batch {
-                        let result = match &result {
-                            Ok(()) => Ok(()),
-                            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
-                        };
-                        (request.done)(result);
+                        (request.done)(result.as_ref().map(|_| ()).map_err(copy));
                     }
                 }
                 // Every writer is gone: make whatever they wrote without waiting (the
                 // committed mark, say) durable before reporting the store closed, and
                 // release sled first, so that the database can be opened again at once
                 // (sled locks its files until the last handle is dropped).
-                let result = flush(&db, &db_file, &blob_dir, &mut blobs)
-                    .and_then(|()| mark_file.write(mark));
+                let result = match &failed {
+                    Some(failure) => Err(after(failure)),
+                    None => flush(&db, &db_file, &blob_dir, &mut blobs)
+                        .and_then(|()| mark_file.write(mark)),
+                };
                 drop(db);
                 let _ = finished_tx.send(result);
             })?;
@@ -165,7 +171,26 @@ impl Flusher {
     }
 }
 
+fn copy(e: &io::Error) -> io::Error {
+    io::Error::new(e.kind(), e.to_string())
+}
+
+/// The error of every flush after a failed one. Once an fsync has failed, Linux may
+/// have dropped the dirty pages it could not write and a later fsync succeeds without
+/// them (PostgreSQL's "fsyncgate"), so no later flush can vouch for anything: the store
+/// fails from then on, Raft stops, and the master exits to be restarted from what is on
+/// disk.
+fn after(failure: &io::Error) -> io::Error {
+    io::Error::new(
+        failure.kind(),
+        format!("an earlier flush failed ({failure}); nothing written since is durable"),
+    )
+}
+
 fn flush(db: &sled::Db, db_file: &File, blob_dir: &Path, blobs: &mut BlobSync) -> io::Result<()> {
+    if crate::failpoint::hit("storage::fsync").is_some() {
+        return Err(crate::failpoint::io_error("storage::fsync"));
+    }
     db.flush().map_err(io::Error::other)?;
     db_file.sync_all()?;
     blobs.sync_new(blob_dir)

@@ -97,6 +97,9 @@ impl MarkFile {
         if mark == self.written && self.sequence > 0 {
             return Ok(());
         }
+        if crate::failpoint::hit("storage::mark").is_some() {
+            return Err(crate::failpoint::io_error("storage::mark"));
+        }
         let sequence = self.sequence + 1;
         let slot = encode_slot(sequence, &mark)?;
         self.file

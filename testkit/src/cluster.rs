@@ -337,6 +337,39 @@ impl Cluster {
         self.client(&self.ids(), timeouts)
     }
 
+    /// Sets failpoint `name` of master `id` to `actions` ("off" removes it; see
+    /// `chorus::failpoint`). The masters must be built with the `failpoints` feature
+    /// (this kit's feature of the same name), or this is UNIMPLEMENTED.
+    pub async fn failpoint(&self, id: u64, name: &str, actions: &str) -> Result<(), String> {
+        use chorus::network::pb::{SetFailpointRequest, failpoints_client::FailpointsClient};
+        let addr = format!("http://{}", self.masters[&id].peer_addr);
+        let endpoint = tonic::transport::Endpoint::from_shared(addr)
+            .map_err(|e| e.to_string())?
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(Duration::from_secs(2));
+        // A master just started may not listen yet.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let channel = loop {
+            match endpoint.connect().await {
+                Ok(channel) => break channel,
+                Err(e) if Instant::now() > deadline => {
+                    return Err(format!("master {id}'s peer port: {e}"));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        let token = chorus::auth::BearerToken::new(&self.options.cluster_secret)
+            .map_err(|e| e.to_string())?;
+        FailpointsClient::with_interceptor(channel, token)
+            .set(SetFailpointRequest {
+                name: name.into(),
+                actions: actions.into(),
+            })
+            .await
+            .map_err(|e| format!("failpoint {name} on master {id}: {}", e.message()))?;
+        Ok(())
+    }
+
     /// Master `id`'s own status, if it answers within a second (a paused master
     /// accepts the connection and never answers).
     pub async fn status(&self, id: u64) -> Option<pb::ClusterStatus> {
