@@ -9,6 +9,22 @@ use chorus::type_config::Vote;
 use common::{Cluster, Options};
 use openraft::storage::RaftLogStorage;
 
+/// Creates sessions `{prefix}-{i}` for `range`, each retried until acknowledged;
+/// returns their ids.
+async fn create_sessions(
+    cluster: &Cluster,
+    prefix: &str,
+    range: std::ops::Range<u32>,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in range {
+        let id = format!("{prefix}-{i}");
+        cluster.create_session(&id).await;
+        ids.push(id);
+    }
+    ids
+}
+
 /// Every session in `ids` is there, read linearizably through master `from`.
 async fn assert_all_there(cluster: &Cluster, from: u64, ids: &[String]) {
     for id in ids {
@@ -32,12 +48,7 @@ async fn assert_all_there(cluster: &Cluster, from: u64, ids: &[String]) {
 async fn a_failing_fsync_ends_the_master_and_loses_no_acknowledged_write() {
     let mut cluster = Cluster::start(3, Options::default());
     let leader = cluster.leader().await;
-    let mut acknowledged = Vec::new();
-    for i in 0..10 {
-        let id = format!("before-{i}");
-        cluster.create_session(&id).await;
-        acknowledged.push(id);
-    }
+    let mut acknowledged = create_sessions(&cluster, "before", 0..10).await;
 
     cluster
         .failpoint(leader, "storage::fsync", "return")
@@ -45,11 +56,7 @@ async fn a_failing_fsync_ends_the_master_and_loses_no_acknowledged_write() {
         .unwrap();
     // Each is retried with its request id until some leader acknowledges it: the first
     // ones meet the failing leader.
-    for i in 0..10 {
-        let id = format!("during-{i}");
-        cluster.create_session(&id).await;
-        acknowledged.push(id);
-    }
+    acknowledged.extend(create_sessions(&cluster, "during", 0..10).await);
     let exit = cluster.exit_status(leader).await;
     assert!(!exit.success(), "exit status {exit}");
     let log = cluster.log(leader);
@@ -108,12 +115,7 @@ async fn duplicated_and_replayed_peer_messages_change_nothing() {
             .await
             .unwrap();
     }
-    let mut acknowledged = Vec::new();
-    for i in 0..100 {
-        let id = format!("s-{i}");
-        cluster.create_session(&id).await;
-        acknowledged.push(id);
-    }
+    let mut acknowledged = create_sessions(&cluster, "s", 0..100).await;
     // A new election under the same faults: its votes go twice.
     let leader = cluster.leader().await;
     let next = *cluster.masters.keys().find(|id| **id != leader).unwrap();
@@ -123,11 +125,7 @@ async fn duplicated_and_replayed_peer_messages_change_nothing() {
         .transfer_leadership(pb::TransferLeadershipRequest { to: next })
         .await
         .unwrap();
-    for i in 100..150 {
-        let id = format!("s-{i}");
-        cluster.create_session(&id).await;
-        acknowledged.push(id);
-    }
+    acknowledged.extend(create_sessions(&cluster, "s", 100..150).await);
     let logs = cluster.logs();
     for fired in [
         "network::append: sent twice",

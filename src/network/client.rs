@@ -273,19 +273,12 @@ impl AppendSession {
         {
             let previous = self.previous.replace(data.clone());
             let extra = match crate::failpoint::hit("network::append").as_deref() {
-                Some("duplicate") => Some(data.clone()),
-                Some("replay") => previous,
+                Some("duplicate") => Some(("sent twice", data.clone())),
+                Some("replay") => previous.map(|p| ("replayed the previous append", p)),
                 _ => None,
             };
-            if let Some(extra) = extra {
-                tracing::info!(
-                    "failpoint network::append: {}",
-                    if extra == data {
-                        "sent twice"
-                    } else {
-                        "replayed the previous append"
-                    }
-                );
+            if let Some((what, extra)) = extra {
+                tracing::info!("failpoint network::append: {what}");
                 // Its result, whatever it is, is not the caller's: read and dropped.
                 let _ = self.send_and_receive(extra, ttl, timeout).await?;
             }
