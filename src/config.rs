@@ -64,10 +64,18 @@ pub struct Config {
     pub peers: BTreeMap<u64, String>,
     /// Directory of this master's sled database.
     pub data_dir: PathBuf,
-    /// Bearer secret clients present on the client port.
+    /// The application secret: sessions, connections and reads on the client port.
     pub api_secret: String,
+    /// The operator secret: everything on the client port, membership included.
+    pub operator_secret: String,
+    /// The key of media-node tokens; `None`: no token is accepted.
+    pub node_secret: Option<String>,
     /// Secret masters present to each other on the peer port.
     pub cluster_secret: String,
+    /// TLS on the client port; `None`: plain.
+    pub tls: Option<crate::tls::ServerFiles>,
+    /// Mutual TLS on the peer port (`client_ca` is the peer CA); `None`: plain.
+    pub peer_tls: Option<crate::tls::ServerFiles>,
     /// Interval between the leader's heartbeats.
     pub heartbeat_interval: Duration,
     /// Lower bound of the randomized election timeout.
@@ -159,10 +167,32 @@ settings! {
     peers: String, "CHORUS_PEERS";
     /// Data directory.
     data_dir: PathBuf, "CHORUS_DATA_DIR";
-    /// Secret clients present as `authorization: Bearer <secret>`.
+    /// Application secret: sessions, connections, reads (`authorization: Bearer <secret>`).
     api_secret: String, "CHORUS_API_SECRET", secret;
+    /// File holding the application secret (keeps it out of `ps`).
+    api_secret_file: PathBuf, "CHORUS_API_SECRET_FILE";
+    /// Operator secret: membership, leadership transfer, snapshots, and everything else.
+    operator_secret: String, "CHORUS_OPERATOR_SECRET", secret;
+    /// File holding the operator secret.
+    operator_secret_file: PathBuf, "CHORUS_OPERATOR_SECRET_FILE";
+    /// Key of the media-node tokens (`chorus node token`); none: no node token works.
+    node_secret: String, "CHORUS_NODE_SECRET", secret;
+    /// File holding the node secret.
+    node_secret_file: PathBuf, "CHORUS_NODE_SECRET_FILE";
     /// Secret masters present to each other.
     cluster_secret: String, "CHORUS_CLUSTER_SECRET", secret;
+    /// File holding the cluster secret.
+    cluster_secret_file: PathBuf, "CHORUS_CLUSTER_SECRET_FILE";
+    /// Client port TLS: certificate chain, PEM (reloaded on SIGHUP or change).
+    tls_cert: PathBuf, "CHORUS_TLS_CERT";
+    /// Client port TLS: private key, PEM.
+    tls_key: PathBuf, "CHORUS_TLS_KEY";
+    /// Peer port mutual TLS: this master's certificate, PEM, from the peer CA.
+    peer_tls_cert: PathBuf, "CHORUS_PEER_TLS_CERT";
+    /// Peer port mutual TLS: this master's private key, PEM.
+    peer_tls_key: PathBuf, "CHORUS_PEER_TLS_KEY";
+    /// Peer port mutual TLS: the CA every master's certificate must come from.
+    peer_ca: PathBuf, "CHORUS_PEER_CA";
     // The timings suit masters on one LAN. Heartbeats every 50 ms keep followers'
     // election timers far from firing. A follower campaigns once the leader's lease
     // (openraft sets it to the maximum timeout) and then its own randomized timeout have
@@ -217,8 +247,12 @@ settings! {
     autoscaling_max_load: f64 = 70.0, "CHORUS_AUTOSCALING_MAX_LOAD";
     /// Online licensing: the license key.
     license_key: String, "CHORUS_LICENSE_KEY", secret;
-    /// Online licensing: the license authority, host:port.
+    /// Online licensing: file holding the license key.
+    license_key_file: PathBuf, "CHORUS_LICENSE_KEY_FILE";
+    /// Online licensing: the license authority, host:port or https://host:port.
     license_authority: String, "CHORUS_LICENSE_AUTHORITY";
+    /// Online licensing: CA of the authority's certificate (default: the system's roots).
+    license_ca: PathBuf, "CHORUS_LICENSE_CA";
     /// Offline licensing: the signed license file.
     license_file: PathBuf, "CHORUS_LICENSE_FILE";
     /// Offline licensing: the licensor's Ed25519 public key, hex.
@@ -252,8 +286,16 @@ impl FileConfig {
 /// The license settings: online (key and authority), offline (file and public key),
 /// or none. Halves of a pair alone, or both modes at once, are refused.
 fn license(s: &Settings) -> Result<Option<LicenseConfig>, ConfigError> {
-    let source = match (
+    let key = secret(
+        "license_key",
         s.license_key.clone(),
+        s.license_key_file.as_deref(),
+    )?;
+    if s.license_ca.is_some() && s.license_authority.is_none() {
+        return Err(invalid("license_ca", "is only used with license_authority"));
+    }
+    let source = match (
+        key,
         s.license_authority.clone(),
         s.license_file.clone(),
         s.license_public_key.clone(),
@@ -262,7 +304,21 @@ fn license(s: &Settings) -> Result<Option<LicenseConfig>, ConfigError> {
         (Some(key), Some(authority), None, None) => {
             let authority = crate::license::authority::uri(&authority)
                 .map_err(|e| invalid("license_authority", e))?;
-            Source::Online { key, authority }
+            match (authority.scheme_str(), &s.license_ca) {
+                (Some("https"), ca) => {
+                    crate::tls::client_config(ca.as_deref(), None)
+                        .map_err(|e| invalid("license_ca", e.to_string()))?;
+                }
+                (_, Some(_)) => {
+                    return Err(invalid("license_ca", "needs an https:// license_authority"));
+                }
+                _ => {}
+            }
+            Source::Online {
+                key,
+                authority,
+                ca: s.license_ca.clone(),
+            }
         }
         (None, None, Some(file), Some(public_key)) => Source::Offline { file, public_key },
         (Some(_), None, None, None) => {
@@ -334,14 +390,31 @@ impl Config {
                 .data_dir
                 .clone()
                 .ok_or_else(|| invalid("data_dir", "is required"))?,
-            api_secret: s
-                .api_secret
-                .clone()
-                .ok_or_else(|| invalid("api_secret", "is required"))?,
-            cluster_secret: s
-                .cluster_secret
-                .clone()
-                .ok_or_else(|| invalid("cluster_secret", "is required"))?,
+            api_secret: secret(
+                "api_secret",
+                s.api_secret.clone(),
+                s.api_secret_file.as_deref(),
+            )?
+            .ok_or_else(|| invalid("api_secret", "is required (or api_secret_file)"))?,
+            operator_secret: secret(
+                "operator_secret",
+                s.operator_secret.clone(),
+                s.operator_secret_file.as_deref(),
+            )?
+            .ok_or_else(|| invalid("operator_secret", "is required (or operator_secret_file)"))?,
+            node_secret: secret(
+                "node_secret",
+                s.node_secret.clone(),
+                s.node_secret_file.as_deref(),
+            )?,
+            cluster_secret: secret(
+                "cluster_secret",
+                s.cluster_secret.clone(),
+                s.cluster_secret_file.as_deref(),
+            )?
+            .ok_or_else(|| invalid("cluster_secret", "is required (or cluster_secret_file)"))?,
+            tls: tls_files(&s)?,
+            peer_tls: peer_tls_files(&s)?,
             heartbeat_interval: Duration::from_millis(s.heartbeat_ms),
             election_timeout_min: Duration::from_millis(s.election_timeout_min_ms),
             election_timeout_max: Duration::from_millis(s.election_timeout_max_ms),
@@ -394,12 +467,29 @@ impl Config {
                 ));
             }
         }
-        for (key, secret) in [
+        let mut secrets = vec![
             ("api_secret", &self.api_secret),
+            ("operator_secret", &self.operator_secret),
             ("cluster_secret", &self.cluster_secret),
-        ] {
+        ];
+        secrets.extend(self.node_secret.as_ref().map(|s| ("node_secret", s)));
+        for (key, secret) in &secrets {
             if secret.len() < 8 {
                 return Err(invalid(key, "must be at least 8 characters"));
+            }
+            if secret.starts_with("node.") {
+                return Err(invalid(
+                    key,
+                    "must not start with `node.` (media-node tokens do)",
+                ));
+            }
+        }
+        // One secret for two roles would be one role: the operator's.
+        for (i, (a, x)) in secrets.iter().enumerate() {
+            for (b, y) in &secrets[i + 1..] {
+                if x == y {
+                    return Err(invalid(b, format!("must differ from {a}")));
+                }
             }
         }
         if let Some(policy) = &self.autoscaling {
@@ -471,6 +561,64 @@ impl Config {
     }
 }
 
+/// A secret given directly or in a file (its content, surrounding whitespace trimmed),
+/// not both.
+fn secret(
+    key: &'static str,
+    value: Option<String>,
+    file: Option<&Path>,
+) -> Result<Option<String>, ConfigError> {
+    match (value, file) {
+        (Some(_), Some(_)) => Err(invalid(
+            key,
+            "is given both directly and as a file; give one",
+        )),
+        (Some(value), None) => Ok(Some(value)),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            let text = text.trim();
+            if text.is_empty() {
+                return Err(invalid(key, format!("file {} is empty", path.display())));
+            }
+            Ok(Some(text.to_owned()))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// The client port's TLS files: both or neither.
+fn tls_files(s: &Settings) -> Result<Option<crate::tls::ServerFiles>, ConfigError> {
+    match (&s.tls_cert, &s.tls_key) {
+        (Some(cert), Some(key)) => Ok(Some(crate::tls::ServerFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: None,
+        })),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(invalid("tls_key", "is required with tls_cert")),
+        (None, Some(_)) => Err(invalid("tls_cert", "is required with tls_key")),
+    }
+}
+
+/// The peer port's mutual-TLS files: all three or none.
+fn peer_tls_files(s: &Settings) -> Result<Option<crate::tls::ServerFiles>, ConfigError> {
+    match (&s.peer_tls_cert, &s.peer_tls_key, &s.peer_ca) {
+        (Some(cert), Some(key), Some(ca)) => Ok(Some(crate::tls::ServerFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: Some(ca.clone()),
+        })),
+        (None, None, None) => Ok(None),
+        _ => Err(invalid(
+            "peer_tls_cert",
+            "peer_tls_cert, peer_tls_key and peer_ca go together",
+        )),
+    }
+}
+
 fn parse_addr(key: &'static str, value: Option<String>) -> Result<SocketAddr, ConfigError> {
     let value = value.ok_or_else(|| invalid(key, "is required"))?;
     value
@@ -515,6 +663,7 @@ mod tests {
             peers: Some("1=127.0.0.1:7100,2=127.0.0.1:7101".into()),
             data_dir: Some("/tmp/x".into()),
             api_secret: Some("api-secret".into()),
+            operator_secret: Some("operator-secret".into()),
             cluster_secret: Some("cluster-secret".into()),
             ..ServeArgs::default()
         }

@@ -41,4 +41,5 @@ pub mod raft;
 pub mod service;
 pub mod state;
 pub mod storage;
+pub mod tls;
 pub mod type_config;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chorus::api::pb;
 use chorus::client::{Client, Timeouts};
-use common::{API_SECRET, Cluster, Options};
+use common::{Cluster, OPERATOR_SECRET, Options};
 use tonic::Code;
 
 const LINEARIZABLE: i32 = pb::Consistency::Linearizable as i32;
@@ -36,7 +36,12 @@ fn impatient(cluster: &Cluster, id: u64) -> Client {
         total: Duration::from_secs(2),
         ..Timeouts::default()
     };
-    Client::with_timeouts(&[&cluster.masters[&id].client_addr], API_SECRET, timeouts).unwrap()
+    Client::with_timeouts(
+        &[&cluster.masters[&id].client_addr],
+        OPERATOR_SECRET,
+        timeouts,
+    )
+    .unwrap()
 }
 
 /// Everything a client can observe of the domain state, read linearizably. (The state
@@ -263,6 +268,7 @@ async fn every_rpc_answers_through_the_leader_and_through_a_follower() {
         .change_membership(pb::ChangeMembershipRequest {
             voters: voters.clone(),
             retain: false,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -504,6 +510,7 @@ async fn bad_requests_get_precise_codes_and_change_nothing() {
                 .change_membership(pb::ChangeMembershipRequest {
                     voters: vec![1, 1],
                     retain: false,
+                    ..Default::default()
                 })
                 .await
                 .map(drop),
@@ -805,7 +812,7 @@ async fn a_write_forwarded_to_a_paused_leader_moves_to_its_successor() {
     };
     let client = Client::with_timeouts(
         &[&cluster.masters[&follower].client_addr],
-        API_SECRET,
+        OPERATOR_SECRET,
         timeouts,
     )
     .unwrap();

@@ -9,7 +9,8 @@ use chorus::api::pb;
 use chorus::auth::BearerToken;
 
 /// `chorus dev` forms a cluster, prints a pasteable export line whose endpoints and
-/// secret work, and stops every master on Ctrl-C (SIGINT) with exit status 0.
+/// secrets work (the operator's opens membership, the application's does not), and
+/// stops every master on Ctrl-C (SIGINT) with exit status 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_prints_working_endpoints_and_stops_on_ctrl_c() {
     let log = tempfile::NamedTempFile::new().unwrap();
@@ -26,14 +27,20 @@ async fn dev_prints_working_endpoints_and_stops_on_ctrl_c() {
         .find(|l| l.starts_with("export "))
         .expect("no export line");
     let mut endpoints = Vec::new();
-    let mut secret = String::new();
+    let (mut secret, mut operator, mut node) = (String::new(), String::new(), String::new());
     for pair in line.trim_start_matches("export ").split_whitespace() {
         match pair.split_once('=') {
             Some(("CHORUS_ENDPOINTS", v)) => endpoints = v.split(',').map(str::to_owned).collect(),
             Some(("CHORUS_API_SECRET", v)) => secret = v.to_owned(),
+            Some(("CHORUS_OPERATOR_SECRET", v)) => operator = v.to_owned(),
+            Some(("CHORUS_NODE_SECRET", v)) => node = v.to_owned(),
             _ => panic!("unexpected `{pair}` in `{line}`"),
         }
     }
+    assert!(
+        !secret.is_empty() && !operator.is_empty() && !node.is_empty(),
+        "{line}"
+    );
     assert_eq!(endpoints.len(), 3, "{line}");
     for endpoint in &endpoints {
         let channel = tonic::transport::Channel::from_shared(format!("http://{endpoint}"))
@@ -50,6 +57,19 @@ async fn dev_prints_working_endpoints_and_stops_on_ctrl_c() {
             .into_inner();
         assert_ne!(status.leader_id, 0, "{endpoint} knows no leader");
         assert_eq!(status.members.len(), 3);
+        let snapshot = |credential: &str| {
+            let channel = tonic::transport::Channel::from_shared(format!("http://{endpoint}"))
+                .unwrap()
+                .connect_lazy();
+            let mut client = pb::cluster_service_client::ClusterServiceClient::with_interceptor(
+                channel,
+                BearerToken::new(credential).unwrap(),
+            );
+            async move { client.trigger_snapshot(pb::TriggerSnapshotRequest {}).await }
+        };
+        let refused = snapshot(&secret).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused}");
+        snapshot(&operator).await.unwrap();
     }
     // SAFETY: kill(2) on the pid of a child we have not yet reaped.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -91,7 +111,7 @@ fn chorus(endpoints: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_chorus"))
         .args(args)
         .env("CHORUS_ENDPOINTS", endpoints)
-        .env("CHORUS_API_SECRET", common::API_SECRET)
+        .env("CHORUS_API_SECRET", common::OPERATOR_SECRET)
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();

@@ -215,6 +215,7 @@ async fn membership_grows_to_five_and_shrinks_back_under_writes() {
             c.change_membership(pb::ChangeMembershipRequest {
                 voters: vec![1, 2, 3, 4, 5],
                 retain: false,
+                ..Default::default()
             })
             .await
         })
@@ -230,6 +231,7 @@ async fn membership_grows_to_five_and_shrinks_back_under_writes() {
             c.change_membership(pb::ChangeMembershipRequest {
                 voters: vec![1, 2, 3],
                 retain: false,
+                ..Default::default()
             })
             .await
         })
@@ -323,6 +325,7 @@ async fn a_damaged_master_refuses_to_start_and_rejoins_by_the_documented_recover
             c.change_membership(pb::ChangeMembershipRequest {
                 voters,
                 retain: false,
+                ..Default::default()
             })
             .await
         }
@@ -355,6 +358,7 @@ async fn a_damaged_master_refuses_to_start_and_rejoins_by_the_documented_recover
         .change_membership(pb::ChangeMembershipRequest {
             voters: vec![1, 2, 3],
             retain: false,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -448,7 +452,7 @@ async fn both_ports_refuse_a_wrong_secret() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated);
 
-    for secret in [common::API_SECRET, "wrong-cluster-secret"] {
+    for secret in [common::OPERATOR_SECRET, "wrong-cluster-secret"] {
         let mut client = cluster.peer_client(1, secret);
         let err = client.probe(ProbeRequest {}).await.unwrap_err();
         assert_eq!(

@@ -251,7 +251,7 @@ async fn a_string_field_that_is_not_utf8_is_invalid_argument_naming_the_field() 
     let (index, _) = cluster.converged().await;
     let channel = tonic::service::interceptor::InterceptedService::new(
         cluster.channel(leader).await,
-        chorus::auth::BearerToken::new(common::API_SECRET).unwrap(),
+        chorus::auth::BearerToken::new(common::OPERATOR_SECRET).unwrap(),
     );
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();

@@ -533,7 +533,7 @@ async fn the_agent_registers_reports_load_follows_failover_and_drains_on_sigterm
             ])
             .args(["--interval-ms", "100", "--drain-timeout-secs", "30"])
             .env("CHORUS_ENDPOINTS", endpoints.join(","))
-            .env("CHORUS_API_SECRET", common::API_SECRET)
+            .env("CHORUS_API_SECRET", common::OPERATOR_SECRET)
             .stderr(log.reopen().unwrap())
             .spawn()
             .unwrap(),

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 
 use chorus::client::{Client, Timeouts};
 
-pub const API_SECRET: &str = "chaos-api-secret";
+/// The operator secret, which the suite presents (it opens every role).
+pub const OPERATOR_SECRET: &str = "chaos-operator-secret";
 const CLUSTER_SECRET: &str = "chaos-cluster-secret";
 /// A media node silent this long is CRASHED.
 pub const NODE_TIMEOUT_MS: u64 = 3_000;
@@ -38,7 +39,7 @@ impl Cluster {
     pub fn start(n: u64) -> Result<Cluster, String> {
         let program = chorus_testkit::Program::current_exe("master").map_err(|e| e.to_string())?;
         let mut options = chorus_testkit::Options::new(program);
-        options.api_secret = API_SECRET.into();
+        options.operator_secret = OPERATOR_SECRET.into();
         options.cluster_secret = CLUSTER_SECRET.into();
         options.proxied = true;
         options.dir_prefix = "chorus-chaos-".into();

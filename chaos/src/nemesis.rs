@@ -302,6 +302,7 @@ async fn restart_damaged(cluster: &mut Cluster, id: u64) -> Result<String, Strin
         .change_membership(pb::ChangeMembershipRequest {
             voters: others.clone(),
             retain: false,
+            ..Default::default()
         })
         .await
         .map_err(|e| format!("removing damaged master {id}: {e}"))?;
@@ -327,6 +328,7 @@ async fn restart_damaged(cluster: &mut Cluster, id: u64) -> Result<String, Strin
         .change_membership(pb::ChangeMembershipRequest {
             voters: ids,
             retain: false,
+            ..Default::default()
         })
         .await
         .map_err(|e| format!("making master {id} a voter again: {e}"))?;
@@ -456,6 +458,7 @@ pub async fn apply(cluster: &mut Cluster, event: &Event) -> Applied {
                     .change_membership(pb::ChangeMembershipRequest {
                         voters: voters.clone(),
                         retain: true,
+                        ..Default::default()
                     })
                     .await;
                 applied.membership = true;
@@ -682,6 +685,7 @@ pub async fn restore_membership(cluster: &Cluster) {
         .change_membership(pb::ChangeMembershipRequest {
             voters,
             retain: false,
+            ..Default::default()
         })
         .await
     {

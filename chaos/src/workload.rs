@@ -331,7 +331,7 @@ pub async fn run(
         // Each client stays where it starts, as long as that master answers: steering
         // to the leader would send every request there and leave the followers' paths
         // (forwarding, read index, stale reads on a cut-off master) unexercised.
-        Client::with_timeouts(&order, crate::cluster::API_SECRET, timeouts())
+        Client::with_timeouts(&order, crate::cluster::OPERATOR_SECRET, timeouts())
             .unwrap()
             .without_leader_steering()
     };

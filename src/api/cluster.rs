@@ -142,9 +142,19 @@ impl ClusterService for ClientApi {
         request: Request<ChangeMembershipRequest>,
     ) -> Result<Response<ClusterStatus>, Status> {
         let req = request.get_ref();
-        let change = MembershipChange::ChangeMembership {
-            voters: req.voters.clone(),
-            retain: req.retain,
+        let change = if req.voters.is_empty() && !req.remove_learners.is_empty() {
+            MembershipChange::RemoveLearners {
+                ids: req.remove_learners.clone(),
+            }
+        } else if !req.remove_learners.is_empty() {
+            return Err(Status::invalid_argument(
+                "remove_learners: give either voters or learners to remove, not both",
+            ));
+        } else {
+            MembershipChange::ChangeMembership {
+                voters: req.voters.clone(),
+                retain: req.retain,
+            }
         };
         self.membership_write(&request, change).await
     }

@@ -28,6 +28,7 @@ impl MediaNodeService for ClientApi {
         request: Request<RegisterMediaNodeRequest>,
     ) -> Result<Response<MediaNode>, Status> {
         let req = request.get_ref().clone();
+        crate::auth::act_for_node(&request, &req.id)?;
         let write = Write::RegisterMediaNode {
             id: req.id,
             uri: req.uri,
@@ -45,6 +46,7 @@ impl MediaNodeService for ClientApi {
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
         let req = request.get_ref().clone();
+        crate::auth::act_for_node(&request, &req.node_id)?;
         let heartbeat = Heartbeat {
             node_id: req.node_id,
             load: req.load,
@@ -61,6 +63,10 @@ impl MediaNodeService for ClientApi {
         request: Request<GetMediaNodeRequest>,
     ) -> Result<Response<MediaNode>, Status> {
         let req = request.get_ref();
+        // The application reads any node; a media node only its own.
+        if let Some(crate::auth::Principal::MediaNode(_)) = request.extensions().get() {
+            crate::auth::act_for_node(&request, &req.id)?;
+        }
         let applied = self.read(&request, req.consistency).await?;
         let load = self.service.loads();
         let node = applied
@@ -108,6 +114,7 @@ impl MediaNodeService for ClientApi {
         request: Request<SetMediaNodeStatusRequest>,
     ) -> Result<Response<MediaNode>, Status> {
         let req = request.get_ref().clone();
+        crate::auth::act_for_node(&request, &req.id)?;
         let write = Write::SetMediaNodeStatus {
             id: req.id,
             status: parse(&req.status, "status")?,
@@ -131,6 +138,7 @@ impl MediaNodeService for ClientApi {
         request: Request<DeregisterMediaNodeRequest>,
     ) -> Result<Response<DeregisterMediaNodeResponse>, Status> {
         let req = request.get_ref().clone();
+        crate::auth::act_for_node(&request, &req.id)?;
         let write = Write::DeregisterMediaNode {
             id: req.id,
             force: req.force,

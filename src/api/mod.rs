@@ -7,8 +7,9 @@
 //! - Writes go through the service to the leader, wherever they arrived.
 //! - Reads are linearizable unless the request says `CONSISTENCY_STALE`: the service
 //!   first brings this master up to the leader's read index.
-//! - Every service sits behind the API-secret check; the standard health service and
-//!   server reflection do not, so that load balancers and generic gRPC tools work.
+//! - Every service sits behind the credential and role check ([`crate::auth`]); the
+//!   standard health service and server reflection do not, so that load balancers and
+//!   generic gRPC tools work.
 //! - Every answer names the answering master and the leader it knows (response headers,
 //!   see [`leader_hint`]), so clients can skip the hop through a follower.
 
@@ -21,14 +22,13 @@ mod license;
 mod media_node;
 mod session;
 
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::Router;
 use tower::layer::util::{Identity, Stack};
 
 pub use health::{BoundedHealth, health_service, report_health};
 pub use leader_hint::{LEADER_HEADER, MASTER_HEADER};
 
-use crate::auth::BearerCheck;
+use crate::auth::{AuthLayer, Credentials};
 use crate::error::Error;
 use crate::license::LicenseConfig;
 use crate::raft::{Applied, NodeId, Raft, SharedApplied};
@@ -57,7 +57,13 @@ type Rewrite = fn(HttpResponse) -> HttpResponse;
 type HttpResponse = tonic::codegen::http::Response<tonic::body::Body>;
 /// The client port's router, with its response rewrite and leader hints.
 pub type ClientRouter = Router<
-    Stack<leader_hint::LeaderHintLayer, Stack<tower::util::MapResponseLayer<Rewrite>, Identity>>,
+    Stack<
+        AuthLayer,
+        Stack<
+            leader_hint::LeaderHintLayer,
+            Stack<tower::util::MapResponseLayer<Rewrite>, Identity>,
+        >,
+    >,
 >;
 
 /// Page size when a list request names none.
@@ -106,12 +112,12 @@ impl ClientApi {
     }
 
     /// A router on `transport` (its connection and stream limits set by the caller)
-    /// serving every service, each behind the API-secret check, plus health and
+    /// serving every service behind the credential and role check, plus health and
     /// reflection.
     pub fn router(
         self,
         transport: tonic::transport::Server,
-        check: BearerCheck,
+        credentials: Credentials,
         health: tonic_health::pb::health_server::HealthServer<
             impl tonic_health::pb::health_server::Health,
         >,
@@ -119,12 +125,9 @@ impl ClientApi {
         let limit = self.max_message_bytes;
         macro_rules! secured {
             ($server:ty) => {
-                InterceptedService::new(
-                    <$server>::new(self.clone())
-                        .max_decoding_message_size(limit)
-                        .max_encoding_message_size(limit),
-                    check.clone(),
-                )
+                <$server>::new(self.clone())
+                    .max_decoding_message_size(limit)
+                    .max_encoding_message_size(limit)
             };
         }
         let reflection = || {
@@ -148,6 +151,7 @@ impl ClientApi {
                 self.id,
                 self.raft.clone(),
             ))
+            .layer(AuthLayer::new(credentials))
             .add_service(health)
             .add_service(reflection)
             .add_service(reflection_alpha)

@@ -13,6 +13,13 @@ use crate::agent::{Node, Pacing};
 pub struct AgentArgs {
     #[command(flatten)]
     endpoints: Endpoints,
+    /// The node's token (`chorus node token ID`), presented instead of --api-secret:
+    /// it opens this node's registration and heartbeats only.
+    #[arg(long, env = "CHORUS_NODE_TOKEN", hide_env_values = true)]
+    node_token: Option<String>,
+    /// File holding the node's token; used over --node-token.
+    #[arg(long, env = "CHORUS_NODE_TOKEN_FILE")]
+    node_token_file: Option<std::path::PathBuf>,
     /// The media node's id in the registry.
     #[arg(long, env = "CHORUS_NODE_ID")]
     node_id: String,
@@ -39,7 +46,21 @@ impl AgentArgs {
         if self.interval_ms == 0 {
             return Err(Status::invalid_argument("--interval-ms must be positive"));
         }
-        let client = self.endpoints.client()?;
+        let token = match &self.node_token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| {
+                        Status::invalid_argument(format!("cannot read {}: {e}", path.display()))
+                    })?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => self.node_token.clone(),
+        };
+        let client = match token {
+            Some(token) => self.endpoints.client_presenting(&token)?,
+            None => self.endpoints.operator_client()?,
+        };
         let cores = self
             .cores
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));

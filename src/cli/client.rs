@@ -6,6 +6,7 @@
 //! every page unless a page is asked for) and prints the result (see [`output`]). A
 //! failure prints the gRPC code and message on stderr and exits non-zero.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
@@ -15,38 +16,94 @@ use super::output::{self, Format, Render};
 use crate::api::pb;
 use crate::client::{Client, Paged, Timeouts, follow_pages};
 
-/// Where the cluster is, and the secret it wants.
+/// Where the cluster is, the credentials it wants, and how to check its certificates.
 #[derive(Debug, Args)]
 pub struct Endpoints {
     /// Client-port addresses of the masters, comma-separated; tried in turn.
     #[arg(long, env = "CHORUS_ENDPOINTS", value_delimiter = ',', global = true)]
     endpoints: Vec<String>,
-    /// The API secret.
+    /// The application secret (or any credential to present: the operator secret, a
+    /// media-node token).
     #[arg(long, env = "CHORUS_API_SECRET", hide_env_values = true, global = true)]
     api_secret: Option<String>,
+    /// File holding the application secret (keeps it out of `ps`); used over --api-secret.
+    #[arg(long, env = "CHORUS_API_SECRET_FILE", global = true)]
+    api_secret_file: Option<PathBuf>,
+    /// The operator secret, presented for the operator's commands (cluster changes,
+    /// node management) instead of the application secret.
+    #[arg(
+        long,
+        env = "CHORUS_OPERATOR_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    operator_secret: Option<String>,
+    /// File holding the operator secret; used over --operator-secret.
+    #[arg(long, env = "CHORUS_OPERATOR_SECRET_FILE", global = true)]
+    operator_secret_file: Option<PathBuf>,
+    /// CA certificate (PEM) the masters' certificates must come from; speaks TLS.
+    #[arg(long, env = "CHORUS_CACERT", global = true)]
+    cacert: Option<PathBuf>,
     /// Give up on a call after this many seconds, retries included.
     #[arg(long, default_value_t = 15, global = true)]
     timeout: u64,
 }
 
+/// A secret from its flag or, over it, its file.
+fn secret_from(value: &Option<String>, file: &Option<PathBuf>) -> Result<Option<String>, Status> {
+    match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Status::invalid_argument(format!("cannot read {}: {e}", path.display()))
+            })?;
+            Ok(Some(text.trim().to_owned()))
+        }
+        None => Ok(value.clone()),
+    }
+}
+
 impl Endpoints {
-    /// A typed client of the cluster.
+    /// A typed client of the cluster presenting the application secret.
     pub fn client(&self) -> Result<Client, Status> {
+        let secret = secret_from(&self.api_secret, &self.api_secret_file)?.ok_or_else(|| {
+            Status::invalid_argument("no API secret: pass --api-secret or set CHORUS_API_SECRET")
+        })?;
+        self.client_presenting(&secret)
+    }
+
+    /// A client for the operator's commands: it presents the operator secret if one is
+    /// given, the application secret otherwise (and the cluster says which role is
+    /// missing).
+    pub fn operator_client(&self) -> Result<Client, Status> {
+        match secret_from(&self.operator_secret, &self.operator_secret_file)? {
+            Some(secret) => self.client_presenting(&secret),
+            None => self.client(),
+        }
+    }
+
+    /// A client presenting `credential`.
+    pub fn client_presenting(&self, credential: &str) -> Result<Client, Status> {
         if self.endpoints.is_empty() {
             return Err(Status::invalid_argument(
                 "no endpoints: pass --endpoints or set CHORUS_ENDPOINTS",
             ));
         }
-        let secret = self.api_secret.as_deref().ok_or_else(|| {
-            Status::invalid_argument("no API secret: pass --api-secret or set CHORUS_API_SECRET")
-        })?;
         let total = Duration::from_secs(self.timeout.max(1));
         let timeouts = Timeouts {
             total,
             attempt: Timeouts::default().attempt.min(total),
             ..Timeouts::default()
         };
-        Client::with_timeouts(&self.endpoints, secret, timeouts)
+        let https = self.endpoints.iter().any(|e| e.starts_with("https://"));
+        let tls = if self.cacert.is_some() || https {
+            Some(
+                crate::tls::client_config(self.cacert.as_deref(), None)
+                    .map_err(|e| Status::invalid_argument(format!("--cacert: {e}")))?,
+            )
+        } else {
+            None
+        };
+        Client::with_tls(&self.endpoints, credential, timeouts, tls)
     }
 }
 
@@ -72,6 +129,10 @@ pub struct Connect {
 impl Connect {
     pub(super) fn client(&self) -> Result<Client, Status> {
         self.endpoints.client()
+    }
+
+    pub(super) fn operator_client(&self) -> Result<Client, Status> {
+        self.endpoints.operator_client()
     }
 
     pub(super) fn consistency(&self) -> i32 {
@@ -116,6 +177,12 @@ enum ClusterCommand {
         /// Keep removed voters as learners.
         #[arg(long)]
         retain: bool,
+    },
+    /// Drop learners from the group (a voter must first be made a learner).
+    RemoveLearner {
+        /// The learners' node ids, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        id: Vec<u64>,
     },
     /// Hand leadership to another voter.
     TransferLeader {
@@ -287,6 +354,18 @@ pub struct NodeArgs {
 
 #[derive(Debug, Subcommand)]
 enum NodeCommand {
+    /// Print the token media node ID presents (`chorus agent --node-token-file`),
+    /// made from the node secret; no call to the cluster.
+    Token {
+        /// The node id.
+        id: String,
+        /// The cluster's node secret.
+        #[arg(long, env = "CHORUS_NODE_SECRET", hide_env_values = true)]
+        node_secret: Option<String>,
+        /// File holding the node secret; used over --node-secret.
+        #[arg(long, env = "CHORUS_NODE_SECRET_FILE")]
+        node_secret_file: Option<PathBuf>,
+    },
     /// Register a media node (LAUNCHING until its first heartbeat).
     Register {
         /// The node id.
@@ -342,7 +421,10 @@ pub(super) fn show(value: &impl Render, connect: &Connect) -> Result<(), Status>
 impl ClusterArgs {
     pub async fn run(self) -> Result<(), Status> {
         let c = &self.connect;
-        let client = c.client()?;
+        let client = match self.command {
+            ClusterCommand::Status => c.client()?,
+            _ => c.operator_client()?,
+        };
         match self.command {
             ClusterCommand::Status => show(
                 &client
@@ -366,7 +448,21 @@ impl ClusterArgs {
             ),
             ClusterCommand::ChangeMembership { voters, retain } => show(
                 &client
-                    .change_membership(pb::ChangeMembershipRequest { voters, retain })
+                    .change_membership(pb::ChangeMembershipRequest {
+                        voters,
+                        retain,
+                        remove_learners: Vec::new(),
+                    })
+                    .await?,
+                c,
+            ),
+            ClusterCommand::RemoveLearner { id } => show(
+                &client
+                    .change_membership(pb::ChangeMembershipRequest {
+                        voters: Vec::new(),
+                        retain: false,
+                        remove_learners: id,
+                    })
                     .await?,
                 c,
             ),
@@ -538,8 +634,26 @@ impl ConnectionArgs {
 impl NodeArgs {
     pub async fn run(self) -> Result<(), Status> {
         let c = &self.connect;
-        let client = c.client()?;
+        let client = match &self.command {
+            NodeCommand::Token {
+                id,
+                node_secret,
+                node_secret_file,
+            } => {
+                let secret = secret_from(node_secret, node_secret_file)?.ok_or_else(|| {
+                    Status::invalid_argument(
+                        "no node secret: pass --node-secret-file or set CHORUS_NODE_SECRET",
+                    )
+                })?;
+                println!("{}", crate::auth::node_token(&secret, id));
+                return Ok(());
+            }
+            NodeCommand::Get { .. } | NodeCommand::List { .. } => c.client()?,
+            _ => c.operator_client()?,
+        };
         match self.command {
+            // Printed above, without a call.
+            NodeCommand::Token { .. } => Ok(()),
             NodeCommand::Register {
                 id,
                 uri,

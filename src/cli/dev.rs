@@ -30,8 +30,9 @@ pub async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     let stopped = super::shutdown_signal();
     let dir = tempfile::Builder::new().prefix("chorus-dev-").tempdir()?;
-    let api_secret = Alphanumeric.sample_string(&mut rand::rng(), 32);
-    let cluster_secret = Alphanumeric.sample_string(&mut rand::rng(), 32);
+    let secret = || Alphanumeric.sample_string(&mut rand::rng(), 32);
+    let (api_secret, operator_secret, node_secret, cluster_secret) =
+        (secret(), secret(), secret(), secret());
 
     let mut listeners = BTreeMap::new();
     for id in 1..=args.nodes {
@@ -53,6 +54,8 @@ pub async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
             peers: Some(peers.clone()),
             data_dir: Some(dir.path().join(format!("master-{id}"))),
             api_secret: Some(api_secret.clone()),
+            operator_secret: Some(operator_secret.clone()),
+            node_secret: Some(node_secret.clone()),
             cluster_secret: Some(cluster_secret.clone()),
             ..ServeArgs::default()
         })?;
@@ -72,7 +75,8 @@ pub async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
     // Written, not println!'d: a reader that went away (`chorus dev | head -1`) must not
     // take the cluster down with a broken-pipe panic.
     let export = format!(
-        "export CHORUS_ENDPOINTS={} CHORUS_API_SECRET={api_secret}",
+        "export CHORUS_ENDPOINTS={} CHORUS_API_SECRET={api_secret} \
+         CHORUS_OPERATOR_SECRET={operator_secret} CHORUS_NODE_SECRET={node_secret}",
         endpoints.join(",")
     );
     let _ = writeln!(std::io::stdout(), "{export}");

@@ -154,13 +154,31 @@ pub struct AuthorityArgs {
     /// `delay_ms`), read again on every check.
     #[arg(long)]
     keys: PathBuf,
+    /// Serve TLS with this certificate chain (PEM); masters then use https://.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 impl AuthorityArgs {
     pub async fn run(self) -> Result<(), Box<dyn std::error::Error>> {
         let listener = tokio::net::TcpListener::bind(self.listen).await?;
-        tracing::info!(listen = %self.listen, keys = %self.keys.display(), "license authority serving");
-        tonic::transport::Server::builder()
+        tracing::info!(
+            listen = %self.listen,
+            keys = %self.keys.display(),
+            tls = self.tls_cert.is_some(),
+            "license authority serving"
+        );
+        let mut server = tonic::transport::Server::builder();
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            let identity =
+                tonic::transport::Identity::from_pem(std::fs::read(cert)?, std::fs::read(key)?);
+            server =
+                server.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+        }
+        server
             .add_service(Authority::new(self.keys).service())
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),

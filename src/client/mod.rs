@@ -135,6 +135,17 @@ impl Client {
         api_secret: &str,
         timeouts: Timeouts,
     ) -> Result<Self, Status> {
+        Self::with_tls(endpoints, api_secret, timeouts, None)
+    }
+
+    /// A client speaking TLS to every endpoint when `tls` is given (see
+    /// [`crate::tls::client_config`]: `--cacert`); `https://` endpoints need it.
+    pub fn with_tls(
+        endpoints: &[impl AsRef<str>],
+        api_secret: &str,
+        timeouts: Timeouts,
+        tls: Option<tonic::transport::ClientTlsConfig>,
+    ) -> Result<Self, Status> {
         if endpoints.is_empty() {
             return Err(Status::invalid_argument("no endpoints given"));
         }
@@ -143,16 +154,23 @@ impl Client {
         let mut channels = Vec::new();
         for endpoint in endpoints {
             let endpoint = endpoint.as_ref().trim();
+            let scheme = if tls.is_some() { "https" } else { "http" };
             let uri = if endpoint.contains("://") {
                 endpoint.to_owned()
             } else {
-                format!("http://{endpoint}")
+                format!("{scheme}://{endpoint}")
             };
-            let channel = Endpoint::from_shared(uri)
-                .map_err(|e| Status::invalid_argument(format!("endpoint `{endpoint}`: {e}")))?
+            let bad = |e: tonic::transport::Error| {
+                Status::invalid_argument(format!("endpoint `{endpoint}`: {e}"))
+            };
+            let mut channel = Endpoint::from_shared(uri)
+                .map_err(bad)?
                 .connect_timeout(timeouts.connect)
-                .tcp_nodelay(true)
-                .connect_lazy();
+                .tcp_nodelay(true);
+            if let Some(tls) = &tls {
+                channel = channel.tls_config(tls.clone()).map_err(bad)?;
+            }
+            let channel = channel.connect_lazy();
             names.push(endpoint.to_owned());
             channels.push(InterceptedService::new(channel, token.clone()));
         }

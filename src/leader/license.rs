@@ -36,7 +36,15 @@ pub async fn check_license(
     stop: CancellationToken,
 ) {
     let authority = match &config.source {
-        Source::Online { authority, .. } => Some(AuthorityClient::new(authority)),
+        Source::Online { authority, ca, .. } => {
+            match AuthorityClient::new(authority, ca.as_deref()) {
+                Ok(client) => Some(client),
+                Err(e) => {
+                    tracing::error!("no license checks: the authority's TLS settings fail: {e}");
+                    None
+                }
+            }
+        }
         Source::Offline { .. } => None,
     };
     let interval_ms = config.check_interval.as_millis() as Millis;

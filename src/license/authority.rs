@@ -13,7 +13,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -119,6 +119,16 @@ pub struct AuthorityClient {
     channel: Channel,
 }
 
+fn is_loopback(uri: &Uri) -> bool {
+    match uri.host() {
+        Some("localhost") => true,
+        Some(host) => host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    }
+}
+
 /// The authority's address (`host:port` or a URL) as a URI. Configuration parses it at
 /// start-up, so a bad one stops the master instead of the checks.
 pub fn uri(addr: &str) -> Result<Uri, String> {
@@ -132,12 +142,26 @@ pub fn uri(addr: &str) -> Result<Uri, String> {
 }
 
 impl AuthorityClient {
-    /// A client of the authority at `authority`.
-    pub fn new(authority: &Uri) -> Self {
-        let channel = Endpoint::from(authority.clone())
-            .connect_timeout(Duration::from_secs(2))
-            .connect_lazy();
-        AuthorityClient { channel }
+    /// A client of the authority at `authority`: over TLS for an `https://` URI, the
+    /// authority's certificate checked against `ca` (or the system's roots), so that
+    /// no one on the path can forge a rejection.
+    pub fn new(authority: &Uri, ca: Option<&Path>) -> Result<Self, crate::tls::TlsError> {
+        let mut endpoint =
+            Endpoint::from(authority.clone()).connect_timeout(Duration::from_secs(2));
+        if authority.scheme_str() == Some("https") {
+            endpoint = endpoint
+                .tls_config(crate::tls::client_config(ca, None)?)
+                .map_err(|e| crate::tls::TlsError::Rustls(e.to_string()))?;
+        } else if !is_loopback(authority) {
+            tracing::warn!(
+                %authority,
+                "the license authority is reached in plain text: anyone on the path can forge \
+                 its answers; use https://"
+            );
+        }
+        Ok(AuthorityClient {
+            channel: endpoint.connect_lazy(),
+        })
     }
 
     /// Asks about `key`, reporting `usage`, within `timeout`. A definitive answer is

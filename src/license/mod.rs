@@ -22,10 +22,13 @@ use crate::state::TrustPolicy;
 /// Where checks go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    /// A key checked against the authority at `authority`.
+    /// A key checked against the authority at `authority`; over TLS when it is an
+    /// `https://` URI, its certificate checked against `ca` (the system's roots when
+    /// `None`).
     Online {
         key: String,
         authority: tonic::transport::Uri,
+        ca: Option<PathBuf>,
     },
     /// A signed file verified with a hex Ed25519 public key.
     Offline { file: PathBuf, public_key: String },

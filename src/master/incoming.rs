@@ -22,6 +22,99 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
+/// The connections a port serves: [`bounded`], then through a TLS handshake when the
+/// port has TLS.
+pub fn accept(
+    listener: TcpListener,
+    limit: usize,
+    tls: Option<Arc<crate::tls::ServerTls>>,
+) -> futures::stream::BoxStream<'static, io::Result<Accepted>> {
+    use futures::StreamExt;
+    let connections = bounded(listener, limit);
+    match tls {
+        None => connections.map(|c| c.map(Accepted::Plain)).boxed(),
+        Some(tls) => crate::tls::incoming(connections, tls)
+            .map(|c| c.map(|stream| Accepted::Tls(Box::new(stream))))
+            .boxed(),
+    }
+}
+
+/// A connection a port serves, plain or TLS.
+pub enum Accepted {
+    Plain(Bounded),
+    Tls(Box<tokio_rustls::server::TlsStream<Bounded>>),
+}
+
+impl Connected for Accepted {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        match self {
+            Accepted::Plain(stream) => stream.connect_info(),
+            Accepted::Tls(stream) => stream.get_ref().0.connect_info(),
+        }
+    }
+}
+
+/// Forwards each I/O call to the plain or the TLS stream.
+macro_rules! either {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self.get_mut() {
+            Accepted::Plain($s) => {
+                let $s = Pin::new($s);
+                $call
+            }
+            Accepted::Tls($s) => {
+                let $s = Pin::new($s.as_mut());
+                $call
+            }
+        }
+    };
+}
+
+impl AsyncRead for Accepted {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        either!(self, s => s.poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Accepted {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        either!(self, s => s.poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        either!(self, s => s.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Accepted::Plain(s) => s.is_write_vectored(),
+            Accepted::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        either!(self, s => s.poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        either!(self, s => s.poll_shutdown(cx))
+    }
+}
+
 /// A connection that has sent nothing this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often the server pings an HTTP/2 connection (well under [`IDLE_TIMEOUT`], so a

@@ -38,7 +38,7 @@ use tracing::Instrument;
 pub use formation::{Formation, FormationError};
 
 use crate::api::ClientApi;
-use crate::auth::BearerCheck;
+use crate::auth::{BearerCheck, Credentials};
 use crate::config::Config;
 use crate::fleet::Fleet;
 use crate::network::pb::peer_server::PeerServer as PeerGrpc;
@@ -59,6 +59,8 @@ pub enum StartError {
     },
     #[error("the cluster secret cannot be sent in a header: {0}")]
     ClusterSecret(String),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
     Formation(#[from] FormationError),
     #[error("raft configuration: {0}")]
@@ -200,6 +202,7 @@ fn open_store(config: &Config) -> Result<crate::storage::Store, StartError> {
 fn serve_peer_port(
     config: &Config,
     listener: TcpListener,
+    tls: Option<Arc<crate::tls::ServerTls>>,
     pristine: bool,
     tasks: &Tasks,
 ) -> PeerServer {
@@ -218,7 +221,13 @@ fn serve_peer_port(
         .http2_keepalive_interval(Some(incoming::KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(incoming::KEEPALIVE_TIMEOUT))
         .max_concurrent_streams(PEER_STREAMS)
-        .add_service(service);
+        .add_service(service)
+        // Open: it is how a master proves its membership before it is sent the secret.
+        .add_service(
+            crate::network::pb::membership_server::MembershipServer::new(
+                crate::network::proof::Prover::new(config.id, &config.cluster_secret),
+            ),
+        );
     #[cfg(feature = "failpoints")]
     let router = router.add_service(InterceptedService::new(
         crate::network::pb::failpoints_server::FailpointsServer::new(
@@ -229,7 +238,7 @@ fn serve_peer_port(
     let stop = tasks.stop.clone();
     tasks.spawn(async move {
         let serve = router.serve_with_incoming_shutdown(
-            incoming::bounded(listener, PEER_CONNECTIONS),
+            incoming::accept(listener, PEER_CONNECTIONS, tls),
             stop.clone().cancelled_owned(),
         );
         // Nothing on the peer port is worth waiting for once Raft is down: every call on
@@ -389,9 +398,29 @@ impl Master {
         check_open_files(&config)?;
         let store = open_store(&config)?;
         let pristine = store.pristine;
-        let network = PeerNetwork::new(config.id, &config.cluster_secret, config.max_message_bytes)
-            .map_err(|e| StartError::ClusterSecret(e.message().to_owned()))?;
-        let peer_server = serve_peer_port(&config, listeners.peer, pristine, tasks);
+        let mut network =
+            PeerNetwork::new(config.id, &config.cluster_secret, config.max_message_bytes)
+                .map_err(|e| StartError::ClusterSecret(e.message().to_owned()))?;
+        let client_tls = config
+            .tls
+            .clone()
+            .map(|files| crate::tls::ServerTls::load("client", files))
+            .transpose()?;
+        let peer_tls = match config.peer_tls.clone() {
+            Some(files) => {
+                network = network.with_tls(files.clone())?;
+                Some(crate::tls::ServerTls::load("peer", files)?)
+            }
+            None => None,
+        };
+        let watched: Vec<_> = client_tls.iter().chain(&peer_tls).cloned().collect();
+        let reloaded = network.clone();
+        tasks.spawn(crate::tls::watch(
+            watched,
+            move || reloaded.reload_tls(),
+            tasks.stop.clone(),
+        ));
+        let peer_server = serve_peer_port(&config, listeners.peer, peer_tls, pristine, tasks);
         let formation = if pristine {
             Some(formation::decide(&config, &network, tasks.stop.clone().cancelled_owned()).await?)
         } else {
@@ -399,7 +428,14 @@ impl Master {
         };
         let (raft, applied) = start_raft(&config, &network, store.log, store.snapshots).await?;
         let fleet = Fleet::default();
-        let proposer = Proposer::new(raft.clone(), applied.clone(), config.limits, fleet.clone());
+        let network = Arc::new(network);
+        let proposer = Proposer::new(
+            raft.clone(),
+            applied.clone(),
+            config.limits,
+            fleet.clone(),
+            network.clone(),
+        );
         peer_server.set_raft(raft.clone(), applied.clone(), proposer.clone());
         if formation == Some(Formation::Initialize) {
             initialize(&config, &raft).await?;
@@ -415,13 +451,7 @@ impl Master {
             config.election_timeout_max,
             tasks.stop.clone(),
         ));
-        let service = Service::new(
-            raft.clone(),
-            applied.clone(),
-            proposer,
-            Arc::new(network),
-            fleet,
-        );
+        let service = Service::new(raft.clone(), applied.clone(), proposer, network, fleet);
         let api = ClientApi::new(
             config.id,
             raft.clone(),
@@ -436,10 +466,15 @@ impl Master {
             .max_concurrent_streams(config.max_streams_per_connection);
         let router = api.router(
             transport,
-            BearerCheck::new(&config.api_secret),
+            Credentials::new(
+                &config.api_secret,
+                &config.operator_secret,
+                config.node_secret.as_deref(),
+            ),
             health_service,
         )?;
-        let client_incoming = incoming::bounded(listeners.client, config.max_client_connections);
+        let client_incoming =
+            incoming::accept(listeners.client, config.max_client_connections, client_tls);
         let client_stop = tasks.stop.clone();
         tasks.spawn(async move {
             let result = router

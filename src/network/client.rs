@@ -21,6 +21,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::pb::peer_client::PeerClient;
 use super::pb::{self, snapshot_chunk};
+use super::proof::Proven;
 use super::reach::Reach;
 use crate::auth::BearerToken;
 use crate::codec;
@@ -29,10 +30,14 @@ use crate::raft::{NodeId, Snapshot, TypeConfig, Vote};
 use crate::service::{Executed, LeaderLink, Request};
 
 type C = TypeConfig;
-type Client = PeerClient<InterceptedService<Channel, BearerToken>>;
+type Client = PeerClient<InterceptedService<Channel, PeerToken>>;
 
 /// How long a first connection to a peer may take before the RPC counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The longest a proof of membership may take.
+const PROVE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a learner about to be added may take to answer its proof at all.
+const JOINER_PATIENCE: Duration = Duration::from_secs(10);
 /// HTTP/2 keep-alive pings notice a dead peer on an idle channel.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 /// The most bytes of entries one append carries (less if the peer message limit is
@@ -44,18 +49,59 @@ const APPEND_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// link and disk, so an append gets one more second per this many bytes.
 const APPEND_BYTES_PER_SECOND: u64 = 32 * 1024 * 1024;
 
+/// Adds the cluster secret to a call, and refuses to (the call is never sent) while
+/// the address has not proven its membership (see [`proof`]).
+#[derive(Clone)]
+struct PeerToken {
+    token: BearerToken,
+    proven: Arc<Proven>,
+    addr: Arc<str>,
+}
+
+impl tonic::service::Interceptor for PeerToken {
+    fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if self.proven.id() == 0 {
+            return Err(tonic::Status::unavailable(format!(
+                "the master at {} has not proven its membership; nothing sent",
+                self.addr
+            )));
+        }
+        self.token.call(request)
+    }
+}
+
 /// openraft's network factory: one long-lived channel per peer address.
 #[derive(Clone)]
 pub struct PeerNetwork {
     id: NodeId,
     token: BearerToken,
+    secret: Arc<[u8]>,
     max_message_bytes: usize,
-    /// Per peer address: the channel and whether the peer can be reached.
+    /// Mutual TLS: the files, and the client settings made from them.
+    tls: Option<Arc<PeerTls>>,
+    /// Per peer address: the channel, whether the peer can be reached, what it proved.
     channels: Arc<Mutex<HashMap<String, Peer>>>,
 }
 
-/// One peer's channel and whether it can be reached, shared by every connection to it.
-type Peer = (Channel, Arc<Reach>);
+/// The peer port's TLS files and the client settings last made from them.
+struct PeerTls {
+    files: crate::tls::ServerFiles,
+    config: Mutex<tonic::transport::ClientTlsConfig>,
+}
+
+/// One peer address's channel, reachability and proof, shared by every user.
+#[derive(Clone)]
+struct Peer {
+    channel: Channel,
+    reach: Arc<Reach>,
+    proven: Arc<Proven>,
+}
+
+fn peer_tls_config(
+    files: &crate::tls::ServerFiles,
+) -> Result<tonic::transport::ClientTlsConfig, crate::tls::TlsError> {
+    crate::tls::client_config(files.client_ca.as_deref(), Some((&files.cert, &files.key)))
+}
 
 impl PeerNetwork {
     /// A network for master `id` presenting `cluster_secret` to its peers.
@@ -67,39 +113,125 @@ impl PeerNetwork {
         Ok(PeerNetwork {
             id,
             token: BearerToken::new(cluster_secret)?,
+            secret: cluster_secret.as_bytes().into(),
             max_message_bytes,
+            tls: None,
             channels: Arc::default(),
         })
     }
 
-    /// The client for `addr`, reusing the channel to it if one exists.
-    pub fn client(&self, addr: &str) -> Result<Client, tonic::transport::Error> {
-        Ok(self.peer(addr)?.0)
+    /// This network speaking mutual TLS: it presents the certificate in `files` and
+    /// checks each peer's against the peer CA (`files.client_ca`) and its address.
+    pub fn with_tls(
+        mut self,
+        files: crate::tls::ServerFiles,
+    ) -> Result<Self, crate::tls::TlsError> {
+        let config = peer_tls_config(&files)?;
+        self.tls = Some(Arc::new(PeerTls {
+            files,
+            config: Mutex::new(config),
+        }));
+        Ok(self)
     }
 
-    /// The client for `addr` and the peer's reachability, shared by every user.
-    fn peer(&self, addr: &str) -> Result<(Client, Arc<Reach>), tonic::transport::Error> {
-        let (channel, reach) = {
+    /// Reads the TLS files again; channels opened from now on present the new
+    /// certificate (open ones keep theirs until they reconnect).
+    pub fn reload_tls(&self) {
+        let Some(tls) = &self.tls else { return };
+        match peer_tls_config(&tls.files) {
+            Ok(config) => {
+                *tls.config.lock().expect("peer tls poisoned") = config;
+                self.channels.lock().expect("channel map poisoned").clear();
+                tracing::info!("peer client certificates reloaded");
+            }
+            Err(e) => tracing::error!("peer client certificates not reloaded: {e}"),
+        }
+    }
+
+    /// The client for `addr`, once the master there proved its membership.
+    async fn client(&self, addr: &str) -> Result<Client, tonic::Status> {
+        let (client, peer) = self
+            .peer(addr)
+            .map_err(|e| tonic::Status::unavailable(format!("bad peer address {addr}: {e}")))?;
+        self.prove(&peer, addr, None)
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.reason))?;
+        Ok(client)
+    }
+
+    /// Has the master at `addr` prove it is master `id` (before it is added to the
+    /// group, so that it receives nothing otherwise). One that does not answer yet (a
+    /// joiner still starting) is asked again for up to [`JOINER_PATIENCE`]; a wrong
+    /// answer is final.
+    pub async fn prove_member(&self, id: NodeId, addr: &str) -> Result<(), String> {
+        let (_, peer) = self
+            .peer(addr)
+            .map_err(|e| format!("bad peer address {addr}: {e}"))?;
+        let deadline = tokio::time::Instant::now() + JOINER_PATIENCE;
+        loop {
+            match self.prove(&peer, addr, Some(id)).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.unreachable && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e.reason),
+            }
+        }
+    }
+
+    async fn prove(
+        &self,
+        peer: &Peer,
+        addr: &str,
+        expected: Option<NodeId>,
+    ) -> Result<(), super::proof::Unproven> {
+        super::proof::ensure(
+            &peer.proven,
+            peer.channel.clone(),
+            addr,
+            expected,
+            &self.secret,
+            PROVE_TIMEOUT,
+        )
+        .await
+    }
+
+    /// The client for `addr` and the peer's shared state.
+    fn peer(&self, addr: &str) -> Result<(Client, Peer), tonic::transport::Error> {
+        let peer = {
             let mut channels = self.channels.lock().expect("channel map poisoned");
             match channels.get(addr) {
                 Some(peer) => peer.clone(),
                 None => {
-                    let channel = Endpoint::from_shared(format!("http://{addr}"))?
+                    let scheme = if self.tls.is_some() { "https" } else { "http" };
+                    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
                         .connect_timeout(CONNECT_TIMEOUT)
                         .tcp_nodelay(true)
                         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-                        .keep_alive_while_idle(true)
-                        .connect_lazy();
-                    let peer = (channel, Arc::default());
+                        .keep_alive_while_idle(true);
+                    if let Some(tls) = &self.tls {
+                        let config = tls.config.lock().expect("peer tls poisoned").clone();
+                        endpoint = endpoint.tls_config(config)?;
+                    }
+                    let peer = Peer {
+                        channel: endpoint.connect_lazy(),
+                        reach: Arc::default(),
+                        proven: Arc::default(),
+                    };
                     channels.insert(addr.to_owned(), peer.clone());
                     peer
                 }
             }
         };
-        let client = PeerClient::with_interceptor(channel, self.token.clone())
+        let token = PeerToken {
+            token: self.token.clone(),
+            proven: peer.proven.clone(),
+            addr: addr.into(),
+        };
+        let client = PeerClient::with_interceptor(peer.channel.clone(), token)
             .max_decoding_message_size(self.max_message_bytes)
             .max_encoding_message_size(self.max_message_bytes);
-        Ok((client, reach))
+        Ok((client, peer))
     }
 }
 
@@ -108,13 +240,17 @@ impl RaftNetworkFactory<C> for PeerNetwork {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerConnection {
         let peer = self.peer(&node.addr).map_err(|e| e.to_string());
+        let (reach, proven) = match &peer {
+            Ok((_, peer)) => (peer.reach.clone(), peer.proven.clone()),
+            Err(_) => Default::default(),
+        };
         PeerConnection {
             id: self.id,
             target,
             addr: node.addr.clone(),
-            reach: peer
-                .as_ref()
-                .map_or_else(|_| Arc::default(), |(_, reach)| reach.clone()),
+            reach,
+            proven,
+            network: self.clone(),
             client: peer.map(|(client, _)| client),
             appends: None,
             append_budget: APPEND_BATCH_BYTES.min(self.max_message_bytes / 2),
@@ -129,6 +265,9 @@ pub struct PeerConnection {
     /// The peer's address, and whether it can be reached.
     addr: String,
     reach: Arc<Reach>,
+    /// What the address proved; the network makes the proof.
+    proven: Arc<Proven>,
+    network: PeerNetwork,
     /// An address that cannot even form a URI is remembered as the error it gave.
     client: Result<Client, String>,
     /// The open append session, between two append streams.
@@ -157,10 +296,36 @@ fn codec_error(e: std::io::Error) -> RPCError<C> {
 }
 
 impl PeerConnection {
-    fn client(&self) -> Result<Client, RPCError<C>> {
-        self.client
+    /// The client, once the peer proved it is master `target`; a peer that cannot is
+    /// unreachable (and backed off), and is sent nothing.
+    async fn client(&self) -> Result<Client, RPCError<C>> {
+        let client = self
+            .client
             .clone()
-            .map_err(|e| RPCError::Unreachable(unreachable(e)))
+            .map_err(|e| RPCError::Unreachable(unreachable(e)))?;
+        if self.proven.id() != self.target {
+            let channel = self.network.peer(&self.addr).map(|(_, peer)| peer.channel);
+            let proved = match channel {
+                Ok(channel) => {
+                    super::proof::ensure(
+                        &self.proven,
+                        channel,
+                        &self.addr,
+                        Some(self.target),
+                        &self.network.secret,
+                        PROVE_TIMEOUT,
+                    )
+                    .await
+                }
+                Err(e) => Err(e.to_string().into()),
+            };
+            if let Err(reason) = proved {
+                let error = RPCError::Unreachable(unreachable(reason));
+                self.reach.failed(&self.addr, &error);
+                return Err(error);
+            }
+        }
+        Ok(client)
     }
 
     /// Maps a call's outcome, telling the peer's [`Reach`] whether it answered.
@@ -173,6 +338,8 @@ impl PeerConnection {
             Err(status) => {
                 let error = status_error(status);
                 if matches!(error, RPCError::Unreachable(_)) {
+                    // Its next connection may lead elsewhere: it proves itself again.
+                    self.proven.forget();
                     self.reach.failed(&self.addr, &error);
                 } else {
                     self.reach.answered(&self.addr);
@@ -223,11 +390,11 @@ impl PeerConnection {
             tracing::info!("failpoint network::unary: {action:?} sent twice");
             let mut twin = tonic::Request::new(pb::Payload { data: data.clone() });
             twin.set_timeout(deadline);
-            let _ = tokio::time::timeout(deadline, call(self.client()?, twin)).await;
+            let _ = tokio::time::timeout(deadline, call(self.client().await?, twin)).await;
         }
         let mut request = tonic::Request::new(pb::Payload { data });
         request.set_timeout(deadline);
-        let reply = tokio::time::timeout(deadline, call(self.client()?, request))
+        let reply = tokio::time::timeout(deadline, call(self.client().await?, request))
             .await
             .map_err(|_| RPCError::Timeout(self.timeout(action, deadline)))?;
         let reply = self.observe(reply)?;
@@ -313,10 +480,11 @@ impl PeerConnection {
             return Ok(session);
         }
         let (requests, outgoing) = futures::channel::mpsc::unbounded();
-        let mut client = self.client()?;
+        // The back-off first: proving an unreachable peer must not spin either.
         let Some(ttl) = self.reach.ready(ttl).await else {
             return Err(self.backing_off());
         };
+        let mut client = self.client().await?;
         let opened = tokio::time::timeout(ttl, client.stream_append(outgoing))
             .await
             .map_err(|_| RPCError::Timeout(self.timeout(RPCTypes::AppendEntries, ttl)))?;
@@ -483,7 +651,7 @@ impl RaftNetworkV2<C> for PeerConnection {
             .collect();
         let mut request = tonic::Request::new(futures::stream::iter(chunks));
         request.set_timeout(deadline);
-        let mut client = self.client()?;
+        let mut client = self.client().await.map_err(StreamingError::from)?;
         let send = async move {
             let reply = client
                 .install_snapshot(request)
@@ -523,9 +691,7 @@ pub async fn probe(
     addr: &str,
     deadline: Duration,
 ) -> Result<pb::ProbeReply, tonic::Status> {
-    let mut client = network
-        .client(addr)
-        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut client = network.client(addr).await?;
     let mut request = tonic::Request::new(pb::ProbeRequest {});
     request.set_timeout(deadline);
     match tokio::time::timeout(deadline, client.probe(request)).await {
@@ -551,7 +717,8 @@ where
 {
     let client = network
         .client(addr)
-        .map_err(|e| Error::Unavailable(format!("bad peer address {addr}: {e}")))?;
+        .await
+        .map_err(|status| Error::Unreachable(status.message().to_owned()))?;
     let data = codec::encode(request).map_err(|e| Error::Internal(e.to_string()))?;
     let mut request = tonic::Request::new(pb::Payload { data });
     request.set_timeout(crate::deadline::remaining(deadline));
@@ -559,6 +726,9 @@ where
         .await
         .map_err(|_| Error::Unavailable(format!("master at {addr} did not answer in time")))?
         .map_err(|status| {
+            if let Ok((_, peer)) = network.peer(addr) {
+                peer.proven.forget();
+            }
             if never_sent(&status) {
                 Error::Unreachable(format!(
                     "master at {addr} unreachable: {}",
@@ -604,6 +774,18 @@ impl LeaderLink for PeerNetwork {
             deadline,
             |mut c, r| async move { c.read_index(r).await },
         ))
+    }
+
+    fn prove_member<'a>(
+        &'a self,
+        id: NodeId,
+        addr: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            PeerNetwork::prove_member(self, id, addr)
+                .await
+                .map_err(|reason| Error::FailedPrecondition(format!("not added: {reason}")))
+        })
     }
 }
 

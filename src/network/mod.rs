@@ -5,12 +5,14 @@
 //! - [`PeerServer`] answers the peer RPCs on the receiving master.
 //!
 //! Raft messages travel as postcard-encoded openraft types inside protobuf `bytes`
-//! (see `proto/chorus/peer/v1/peer.proto`). Every call carries the cluster secret. A
+//! (see `proto/chorus/peer/v1/peer.proto`). Every call carries the cluster secret, sent
+//! only to an address that proved its membership first ([`proof`]). A
 //! replication stream is one long-lived gRPC stream of AppendEntries and their results;
 //! the sender holds each result to openraft's `RPCOption` deadline. The other calls are
 //! unary, each with that deadline.
 
 mod client;
+pub mod proof;
 mod reach;
 mod server;
 #[cfg(test)]

@@ -158,6 +158,9 @@ async fn harness(streams: usize) -> Harness {
                 PeerServer::from_arc(peer.clone()),
                 check,
             ))
+            .add_service(super::pb::membership_server::MembershipServer::new(
+                super::proof::Prover::new(2, SECRET),
+            ))
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
     );
     let mut network = PeerNetwork::new(1, SECRET, 1 << 20).unwrap();

@@ -53,6 +53,10 @@ pub trait LeaderLink: Send + Sync + 'static {
         addr: &'a str,
         deadline: Instant,
     ) -> BoxFuture<'a, Result<u64, Error>>;
+
+    /// Has the master at `addr` prove it is master `id`, holder of the cluster secret,
+    /// before anything is sent to it (a learner about to be added).
+    fn prove_member<'a>(&'a self, id: NodeId, addr: &'a str) -> BoxFuture<'a, Result<(), Error>>;
 }
 
 /// Where a request should go now.

@@ -44,17 +44,27 @@ pub struct Proposer {
     applied: SharedApplied,
     limits: Limits,
     fleet: Fleet,
+    /// Proves a learner's identity before it is added.
+    masters: std::sync::Arc<dyn super::forward::LeaderLink>,
 }
 
 impl Proposer {
     /// A proposer for this master's `raft`, copying `limits` into the ops they govern
     /// and placing sessions with the leader's view of the media nodes, `fleet`.
-    pub fn new(raft: Raft, applied: SharedApplied, limits: Limits, fleet: Fleet) -> Self {
+    /// `masters` reaches the other masters (to prove a learner before adding it).
+    pub fn new(
+        raft: Raft,
+        applied: SharedApplied,
+        limits: Limits,
+        fleet: Fleet,
+        masters: std::sync::Arc<dyn super::forward::LeaderLink>,
+    ) -> Self {
         Proposer {
             raft,
             applied,
             limits,
             fleet,
+            masters,
         }
     }
 
@@ -85,6 +95,9 @@ impl Proposer {
                     MembershipChange::ChangeMembership { voters, retain } => {
                         self.change_membership(voters.into_iter().collect(), retain)
                             .await?
+                    }
+                    MembershipChange::RemoveLearners { ids } => {
+                        self.remove_learners(ids.into_iter().collect()).await?
                     }
                     MembershipChange::TransferLeadership { to } => {
                         self.transfer_leadership(to).await?
@@ -235,6 +248,21 @@ impl Proposer {
     }
 
     async fn add_learner(&self, id: u64, peer_addr: String, blocking: bool) -> Result<u64, Error> {
+        // Nothing, not even the cluster secret, goes to an address that cannot prove it
+        // is master `id`; a member already at this address and id was proven before.
+        let membership = self
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .clone();
+        let known = membership
+            .membership()
+            .get_node(&id)
+            .is_some_and(|node| node.addr == peer_addr);
+        if !known {
+            self.masters.prove_member(id, &peer_addr).await?;
+        }
         tracing::info!(learner = id, addr = %peer_addr, "adding a learner");
         // A blocking add waits for the learner to catch up; one that never answers must
         // not hold the call forever.
@@ -258,6 +286,39 @@ impl Proposer {
         let response = self
             .raft
             .change_membership(voters, retain)
+            .await
+            .map_err(|e| self.membership_error(e))?;
+        Ok(response.log_id.index)
+    }
+
+    async fn remove_learners(&self, ids: BTreeSet<u64>) -> Result<u64, Error> {
+        let membership = self
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .clone();
+        let membership = membership.membership();
+        for id in &ids {
+            if membership.voter_ids().any(|voter| voter == *id) {
+                return Err(Error::invalid(
+                    "remove_learners",
+                    format!(
+                        "master {id} is a voter: make it a learner first (voters without it, retain)"
+                    ),
+                ));
+            }
+            if membership.get_node(id).is_none() {
+                return Err(Error::invalid(
+                    "remove_learners",
+                    format!("master {id} is not a member"),
+                ));
+            }
+        }
+        tracing::info!(?ids, "removing learners");
+        let response = self
+            .raft
+            .change_membership(openraft::ChangeMembers::RemoveNodes(ids), false)
             .await
             .map_err(|e| self.membership_error(e))?;
         Ok(response.log_id.index)

@@ -77,6 +77,8 @@ pub enum MembershipChange {
     },
     /// Makes `voters` the voters; `retain` keeps removed voters as learners.
     ChangeMembership { voters: Vec<u64>, retain: bool },
+    /// Drops learners `ids` from the group.
+    RemoveLearners { ids: Vec<u64> },
     /// Hands leadership to voter `to`.
     TransferLeadership { to: u64 },
 }
@@ -218,6 +220,15 @@ impl MembershipChange {
                 let distinct: std::collections::BTreeSet<_> = voters.iter().collect();
                 if distinct.len() != voters.len() {
                     return Err(Error::invalid("voters", "lists a voter twice"));
+                }
+            }
+            MembershipChange::RemoveLearners { ids } => {
+                if ids.is_empty() {
+                    return Err(Error::invalid("remove_learners", "must name a learner"));
+                }
+                let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
+                if distinct.len() != ids.len() {
+                    return Err(Error::invalid("remove_learners", "lists a learner twice"));
                 }
             }
             MembershipChange::TransferLeadership { to } => {

@@ -22,6 +22,21 @@ pub use durable::{Flusher, FlusherThread};
 pub use log_store::{LogReader, LogStore};
 pub use snapshot_store::{ChunkWriter, SnapshotData, SnapshotStore, Staged};
 
+/// Creates `dir` (and its parents) if needed and makes it readable by its owner only:
+/// it holds every session's tokens. An existing, more open one is closed down too.
+fn private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode != 0o700 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
 /// Everything a master keeps on disk.
 pub struct Store {
     /// The Raft log and vote.
@@ -43,7 +58,7 @@ const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Opens (creating if needed) the database in `dir`.
 pub fn open(dir: &Path) -> io::Result<Store> {
-    std::fs::create_dir_all(dir)?;
+    private_dir(dir)?;
     // The data dir's own name must be durable too.
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::File::open(parent)?.sync_all()?;

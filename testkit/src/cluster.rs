@@ -47,8 +47,16 @@ impl Program {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub program: Program,
+    /// The application secret.
     pub api_secret: String,
+    /// The operator secret, which [`Cluster::client`] presents (it opens every role).
+    pub operator_secret: String,
+    /// The key of media-node tokens.
+    pub node_secret: String,
     pub cluster_secret: String,
+    /// The CA of the masters' client-port certificates, when they serve TLS (their
+    /// `--tls-cert` and `--tls-key` go in `extra_args`): clients then speak TLS.
+    pub client_ca: Option<PathBuf>,
     /// Put every master's peer port behind a proxy of [`Cluster::network`] (the
     /// addresses in `--peers` are the proxies'), so that links can be cut or delayed.
     /// Needs a tokio runtime.
@@ -66,7 +74,10 @@ impl Options {
         Options {
             program,
             api_secret: "testkit-api-secret".into(),
+            operator_secret: "testkit-operator-secret".into(),
+            node_secret: "testkit-node-secret".into(),
             cluster_secret: "testkit-cluster-secret".into(),
+            client_ca: None,
             proxied: false,
             extra_args: Vec::new(),
             log_filter: "info,openraft=warn".into(),
@@ -189,6 +200,8 @@ impl Cluster {
             .arg(&master.data_dir)
             .args(&options.extra_args)
             .env("CHORUS_API_SECRET", &options.api_secret)
+            .env("CHORUS_OPERATOR_SECRET", &options.operator_secret)
+            .env("CHORUS_NODE_SECRET", &options.node_secret)
             .env("CHORUS_CLUSTER_SECRET", &options.cluster_secret)
             .env("RUST_LOG", &options.log_filter);
         self.processes.spawn(id, command, master.log.clone())?;
@@ -325,10 +338,19 @@ impl Cluster {
         self.processes.logs(tail)
     }
 
-    /// A client of masters `ids`, tried in that order.
+    /// A client of masters `ids`, tried in that order, presenting the operator secret.
     pub fn client(&self, ids: &[u64], timeouts: Timeouts) -> Client {
+        self.client_presenting(ids, timeouts, &self.options.operator_secret)
+    }
+
+    /// A client of masters `ids` presenting `credential` (the application secret, a
+    /// media-node token…), over TLS when [`Options::client_ca`] is set.
+    pub fn client_presenting(&self, ids: &[u64], timeouts: Timeouts, credential: &str) -> Client {
         let endpoints: Vec<&str> = ids.iter().map(|id| self.client_addr(*id)).collect();
-        Client::with_timeouts(&endpoints, &self.options.api_secret, timeouts)
+        let tls = self.options.client_ca.as_ref().map(|ca| {
+            chorus::tls::client_config(Some(ca), None).expect("the client CA is a certificate")
+        });
+        Client::with_tls(&endpoints, credential, timeouts, tls)
             .expect("the masters' client addresses are valid endpoints")
     }
 

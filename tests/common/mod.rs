@@ -15,7 +15,13 @@ use chorus::network::pb::peer_client::PeerClient;
 use tonic::codegen::InterceptedService;
 use tonic::transport::Channel;
 
-pub const API_SECRET: &str = "test-api-secret";
+/// The operator secret, which the tests present unless they test roles (it opens every
+/// role).
+pub const OPERATOR_SECRET: &str = "test-operator-secret";
+/// The application secret.
+pub const APP_SECRET: &str = "test-app-secret";
+/// The key of media-node tokens.
+pub const NODE_SECRET: &str = "test-node-secret";
 pub const CLUSTER_SECRET: &str = "test-cluster-secret";
 
 /// How long any awaited condition may take before the test fails.
@@ -45,6 +51,8 @@ pub struct Options {
     pub proxied: bool,
     /// More `chorus serve` flags, e.g. limits.
     pub extra_args: Vec<String>,
+    /// The CA of the masters' client-port certificates: clients speak TLS.
+    pub client_ca: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -53,6 +61,7 @@ impl Default for Options {
             snapshot_logs_since_last: 10_000,
             proxied: false,
             extra_args: Vec::new(),
+            client_ca: None,
         }
     }
 }
@@ -82,9 +91,12 @@ impl Cluster {
         let mut kit_options = chorus_testkit::Options::new(chorus_testkit::Program::chorus(env!(
             "CARGO_BIN_EXE_chorus"
         )));
-        kit_options.api_secret = API_SECRET.into();
+        kit_options.api_secret = APP_SECRET.into();
+        kit_options.operator_secret = OPERATOR_SECRET.into();
+        kit_options.node_secret = NODE_SECRET.into();
         kit_options.cluster_secret = CLUSTER_SECRET.into();
         kit_options.proxied = options.proxied;
+        kit_options.client_ca = options.client_ca;
         kit_options.extra_args = vec![
             "--snapshot-logs-since-last".into(),
             options.snapshot_logs_since_last.to_string(),
@@ -161,7 +173,7 @@ impl Cluster {
     pub async fn cluster_client(&self, id: u64) -> ClusterServiceClient<Authed> {
         ClusterServiceClient::with_interceptor(
             self.channel(id).await,
-            BearerToken::new(API_SECRET).unwrap(),
+            BearerToken::new(OPERATOR_SECRET).unwrap(),
         )
     }
 
@@ -246,7 +258,7 @@ impl Cluster {
     pub async fn session_client(&self, id: u64) -> SessionClient {
         chorus::api::pb::session_service_client::SessionServiceClient::with_interceptor(
             self.channel(id).await,
-            BearerToken::new(API_SECRET).unwrap(),
+            BearerToken::new(OPERATOR_SECRET).unwrap(),
         )
     }
 

@@ -13,7 +13,8 @@ use crate::BenchResult;
 use crate::procfs::UsageSet;
 use crate::workload::Target;
 
-const API_SECRET: &str = "bench-api-secret";
+/// The operator secret, which the load presents (it registers media nodes too).
+const OPERATOR_SECRET: &str = "bench-operator-secret";
 const CLUSTER_SECRET: &str = "bench-cluster-secret";
 /// How long a started or restarted cluster may take to elect and converge.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -40,11 +41,22 @@ impl std::ops::DerefMut for Masters {
 impl Masters {
     /// Starts `n` masters with `extra_args` for `chorus serve` and waits for a leader.
     pub async fn start(n: u64, extra_args: &[&str]) -> BenchResult<Masters> {
+        Self::start_with_ca(n, extra_args, None).await
+    }
+
+    /// As [`Masters::start`], the masters serving TLS (in `extra_args`) with
+    /// certificates from `client_ca`.
+    pub async fn start_with_ca(
+        n: u64,
+        extra_args: &[&str],
+        client_ca: Option<std::path::PathBuf>,
+    ) -> BenchResult<Masters> {
         let mut options =
             chorus_testkit::Options::new(chorus_testkit::Program::current_exe("master")?);
-        options.api_secret = API_SECRET.into();
+        options.operator_secret = OPERATOR_SECRET.into();
         options.cluster_secret = CLUSTER_SECRET.into();
         options.dir_prefix = "chorus-bench-".into();
+        options.client_ca = client_ca;
         options.log_filter = std::env::var("CHORUS_BENCH_LOG").unwrap_or_else(|_| "warn".into());
         // Long create-session runs must not stop at the default 100k sessions.
         options.extra_args = vec!["--max-sessions".into(), "100000000".into()];
@@ -84,7 +96,7 @@ impl Masters {
             .ids()
             .into_iter()
             .map(|id| self.client_addr(id).to_owned());
-        Target::remote(endpoints.collect(), API_SECRET.to_owned())
+        Target::remote(endpoints.collect(), OPERATOR_SECRET.to_owned())
     }
 
     /// A client of master `id` alone.

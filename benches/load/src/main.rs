@@ -52,6 +52,8 @@ enum Command {
     StaleGet(LoadArgs),
     /// A session's life: create, 2 connections, 2 joins, 4 linearizable gets, delete.
     Mix(LoadArgs),
+    /// A stale GetSession on a new connection each time (TCP, and TLS with --cacert).
+    Reconnect(LoadArgs),
     /// Time from killing the leader to the first write through a surviving master.
     Failover(failover::FailoverArgs),
     /// The same shapes and failover against a 3-member etcd and a 3-master Chorus.
@@ -85,6 +87,10 @@ pub struct LoadArgs {
     /// Bytes of `server_data` in each CreateConnection.
     #[arg(long, default_value_t = 64)]
     payload_bytes: usize,
+    /// CA of the masters' client-port certificates: clients speak TLS (the masters'
+    /// `--tls-cert`/`--tls-key` go in --master-args).
+    #[arg(long, env = "CHORUS_CACERT")]
+    cacert: Option<std::path::PathBuf>,
     /// Extra `chorus serve` flags for the masters the bench starts, e.g.
     /// `--master-args "--snapshot-logs-since-last 100000"`.
     #[arg(long, default_value = "", allow_hyphen_values = true)]
@@ -108,6 +114,7 @@ fn main() -> ExitCode {
             Command::Get(args) => run_workload(Shape::Get, args).await,
             Command::StaleGet(args) => run_workload(Shape::StaleGet, args).await,
             Command::Mix(args) => run_workload(Shape::Mix, args).await,
+            Command::Reconnect(args) => run_workload(Shape::Reconnect, args).await,
             Command::Failover(args) => failover::run(args).await,
             Command::Compare(args) => failover::compare(args).await,
             Command::Scale(args) => scale::run(args).await,
@@ -129,7 +136,7 @@ async fn run_workload(shape: Shape, args: LoadArgs) -> BenchResult {
     let masters = if args.endpoints.is_empty() {
         {
             let extra: Vec<&str> = args.master_args.split_whitespace().collect();
-            Some(Masters::start(args.masters as u64, &extra).await?)
+            Some(Masters::start_with_ca(args.masters as u64, &extra, args.cacert.clone()).await?)
         }
     } else {
         None
@@ -142,7 +149,8 @@ async fn run_workload(shape: Shape, args: LoadArgs) -> BenchResult {
                 .clone()
                 .ok_or("--endpoints needs --api-secret or CHORUS_API_SECRET")?,
         ),
-    };
+    }
+    .with_ca(args.cacert.as_deref())?;
     let usage_before = masters.as_ref().map(Masters::usage);
     let plan = workload::Plan {
         shape,

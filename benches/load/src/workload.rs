@@ -20,6 +20,9 @@ pub enum Shape {
     Get,
     StaleGet,
     Mix,
+    /// A stale GetSession on a new connection each time: what a client's reconnect
+    /// (TCP and, with TLS, the handshake) costs.
+    Reconnect,
 }
 
 impl Shape {
@@ -31,6 +34,7 @@ impl Shape {
             Shape::Get => "get",
             Shape::StaleGet => "stale-get",
             Shape::Mix => "mix",
+            Shape::Reconnect => "reconnect",
         }
     }
 }
@@ -52,6 +56,8 @@ pub enum Via {
 pub struct Target {
     endpoints: Vec<String>,
     api_secret: String,
+    /// TLS to the masters, checked against a CA (`--cacert`).
+    tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 /// Sessions a read workload reads from.
@@ -74,13 +80,32 @@ impl Target {
         Target {
             endpoints,
             api_secret,
+            tls: None,
         }
+    }
+
+    /// This target over TLS, the masters' certificates checked against `ca`.
+    pub fn with_ca(mut self, ca: Option<&std::path::Path>) -> BenchResult<Target> {
+        self.tls = ca
+            .map(|ca| chorus::tls::client_config(Some(ca), None))
+            .transpose()?;
+        Ok(self)
+    }
+
+    /// A client of `endpoints`, in that order, on new connections.
+    fn client(&self, endpoints: &[String]) -> BenchResult<Client> {
+        Ok(Client::with_tls(
+            endpoints,
+            &self.api_secret,
+            TIMEOUTS,
+            self.tls.clone(),
+        )?)
     }
 
     /// The index of the first endpoint whose master has the role asked for.
     async fn first_with_role(&self, leader: bool) -> BenchResult<usize> {
         for (i, endpoint) in self.endpoints.iter().enumerate() {
-            let client = Client::with_timeouts(&[endpoint], &self.api_secret, TIMEOUTS)?;
+            let client = self.client(std::slice::from_ref(endpoint))?;
             let status = client.cluster_status_of(0).await?;
             if (status.role == "leader") == leader {
                 return Ok(i);
@@ -106,7 +131,7 @@ impl Target {
                 let first = fixed.unwrap_or(i % self.endpoints.len());
                 let mut order = self.endpoints.clone();
                 order.rotate_left(first);
-                let client = Client::with_timeouts(&order, &self.api_secret, TIMEOUTS)?;
+                let client = self.client(&order)?;
                 // `all` is how applications use the client: it steers itself to the
                 // leader. The others measure one master's path, so stay where aimed.
                 Ok(match via {
@@ -201,6 +226,8 @@ pub struct ChorusWorker {
     mix_tokens: Vec<String>,
     /// Keeps the media nodes heartbeating while a joining workload runs.
     media_nodes: Option<Arc<MediaNodes>>,
+    /// Reconnect: where each operation opens its new connection.
+    reconnect: Option<(Target, String)>,
 }
 
 impl ChorusWorker {
@@ -215,6 +242,7 @@ impl ChorusWorker {
             step: 0,
             mix_tokens: Vec::new(),
             media_nodes: None,
+            reconnect: None,
         }
     }
 
@@ -343,6 +371,20 @@ impl Worker for ChorusWorker {
                 self.get(session, pb::Consistency::Stale).await?
             }
             Shape::Mix => self.mix_step().await?,
+            Shape::Reconnect => {
+                let (target, endpoint) = self.reconnect.as_ref().expect("reconnect workers");
+                let request = pb::GetSessionRequest {
+                    session_id: self.random_read_session(),
+                    consistency: pb::Consistency::Stale.into(),
+                };
+                // The new channel connects on its first call: the handshake is timed.
+                let started = Instant::now();
+                let client = target
+                    .client(std::slice::from_ref(endpoint))
+                    .map_err(|e| e.to_string())?;
+                let result = client.get_session(request).await;
+                timed(started, result)?.1
+            }
         };
         Ok(Some(took))
     }
@@ -418,10 +460,14 @@ pub async fn workers(target: &Target, plan: Plan) -> BenchResult<Vec<ChorusWorke
         }
     }
     match shape {
-        Shape::Get | Shape::StaleGet => {
+        Shape::Get | Shape::StaleGet | Shape::Reconnect => {
             let sessions = Arc::new(read_sessions(&made).await?);
-            for worker in &mut workers {
+            for (i, worker) in workers.iter_mut().enumerate() {
                 worker.read_sessions = sessions.clone();
+                if shape == Shape::Reconnect {
+                    let endpoint = target.endpoints[i % target.endpoints.len()].clone();
+                    worker.reconnect = Some((target.clone(), endpoint));
+                }
             }
         }
         Shape::Join => {

@@ -1,0 +1,324 @@
+//! TLS on both ports, and the client side of it.
+//!
+//! - The client port (and the HTTP port, when there is one) serves TLS with
+//!   `--tls-cert`/`--tls-key`.
+//! - The peer port is mutual TLS with `--peer-tls-cert`/`--peer-tls-key`/`--peer-ca`:
+//!   a master presents its certificate both when it serves and when it calls, and a peer
+//!   without a certificate from the peer CA is refused in the handshake, before it can
+//!   send or receive a byte of Raft.
+//! - Clients (the CLI, the typed client, the agent, the leader calling the license
+//!   authority) check the server's certificate against `--cacert`, or the system's roots.
+//!
+//! A server's certificates are read again on SIGHUP and when their files change
+//! ([`watch`]); a reload that fails (a half-written file, a key that does not match)
+//! keeps the certificates in use and says why. Handshakes run beside the accept loop,
+//! each bounded by [`HANDSHAKE_TIMEOUT`], so a client that opens a connection and never
+//! finishes its hello holds no one else up.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use futures::{Stream, StreamExt};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
+use tokio_util::sync::CancellationToken;
+
+/// The longest a TLS handshake may take before its connection is dropped.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often certificate files are looked at for a change.
+const WATCH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A certificate or key that cannot be used, naming its file.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{path}: {what}")]
+    Pem { path: PathBuf, what: String },
+    #[error("{0}")]
+    Rustls(String),
+}
+
+/// The files of a TLS server: its certificate chain and key, and, for mutual TLS, the
+/// CA whose certificates clients must present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+impl ServerFiles {
+    fn paths(&self) -> impl Iterator<Item = &Path> {
+        [Some(&self.cert), Some(&self.key), self.client_ca.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(PathBuf::as_path)
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The certificates in the PEM file at `path` (at least one).
+pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read(path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem {
+            path: path.to_owned(),
+            what: format!("not a PEM certificate: {e}"),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::Pem {
+            path: path.to_owned(),
+            what: "holds no certificate".into(),
+        });
+    }
+    Ok(certs)
+}
+
+fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let pem = read(path)?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| TlsError::Pem {
+        path: path.to_owned(),
+        what: format!("not a PEM private key: {e}"),
+    })
+}
+
+fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in certificates(path)? {
+        roots.add(cert).map_err(|e| TlsError::Pem {
+            path: path.to_owned(),
+            what: format!("not a usable CA certificate: {e}"),
+        })?;
+    }
+    Ok(roots)
+}
+
+/// ring, the provider tonic's client side uses too. rustls 0.23.48 deprecates it for
+/// lacking post-quantum key exchange; aws-lc-rs has it but needs a C toolchain with
+/// cmake to build, which a fresh machine with only cargo lacks.
+#[allow(deprecated)]
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Builds a server configuration from `files`, speaking HTTP/2 (ALPN `h2`).
+fn server_config(files: &ServerFiles) -> Result<ServerConfig, TlsError> {
+    let rustls_error = |e: rustls::Error| TlsError::Rustls(e.to_string());
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(rustls_error)?;
+    let builder = match &files.client_ca {
+        Some(ca) => {
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
+                    .build()
+                    .map_err(|e| TlsError::Rustls(format!("{}: {e}", ca.display())))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
+        .with_single_cert(certificates(&files.cert)?, private_key(&files.key)?)
+        .map_err(|e| {
+            TlsError::Rustls(format!(
+                "{} and {}: {e}",
+                files.cert.display(),
+                files.key.display()
+            ))
+        })?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
+/// When each file was last changed, to notice a change.
+type Stamps = Vec<Option<(SystemTime, u64)>>;
+
+fn stamps(files: &ServerFiles) -> Stamps {
+    files
+        .paths()
+        .map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())))
+        })
+        .collect()
+}
+
+/// A TLS server's configuration, replaced whole when its files are reloaded; each new
+/// connection takes the configuration current when it arrives.
+pub struct ServerTls {
+    name: &'static str,
+    files: ServerFiles,
+    current: RwLock<Arc<ServerConfig>>,
+    stamps: Mutex<Stamps>,
+}
+
+impl ServerTls {
+    /// Loads `files` for the port called `name` (in log lines).
+    pub fn load(name: &'static str, files: ServerFiles) -> Result<Arc<Self>, TlsError> {
+        let stamped = stamps(&files);
+        let config = server_config(&files)?;
+        Ok(Arc::new(ServerTls {
+            name,
+            files,
+            current: RwLock::new(Arc::new(config)),
+            stamps: Mutex::new(stamped),
+        }))
+    }
+
+    /// Reads the files again and, if they make a configuration, uses it for every
+    /// connection from now on; otherwise keeps the current one.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let stamped = stamps(&self.files);
+        let config = server_config(&self.files)?;
+        *self.current.write().expect("tls config poisoned") = Arc::new(config);
+        *self.stamps.lock().expect("tls stamps poisoned") = stamped;
+        Ok(())
+    }
+
+    /// Whether a file changed since the last load.
+    fn changed(&self) -> bool {
+        *self.stamps.lock().expect("tls stamps poisoned") != stamps(&self.files)
+    }
+
+    fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.current.read().expect("tls config poisoned").clone())
+    }
+}
+
+/// The TLS connections made from `accepted`'s: each handshake runs on its own task,
+/// bounded by [`HANDSHAKE_TIMEOUT`]; a failed one is logged and dropped. The accepting
+/// task ends once the returned stream is dropped.
+pub fn incoming<S, IO>(
+    accepted: S,
+    tls: Arc<ServerTls>,
+) -> impl Stream<Item = io::Result<tokio_rustls::server::TlsStream<IO>>> + Send + 'static
+where
+    S: Stream<Item = io::Result<IO>> + Send + 'static,
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (ready, mut done) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut accepted = std::pin::pin!(accepted);
+        loop {
+            let connection = tokio::select! {
+                _ = ready.closed() => return,
+                next = accepted.next() => match next {
+                    Some(Ok(connection)) => connection,
+                    Some(Err(e)) => {
+                        tracing::warn!(port = tls.name, "accept failed: {e}");
+                        continue;
+                    }
+                    None => return,
+                },
+            };
+            let acceptor = tls.acceptor();
+            let ready = ready.clone();
+            let name = tls.name;
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(connection)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = ready.send(Ok(stream)).await;
+                    }
+                    Ok(Err(e)) => tracing::info!(port = name, "TLS handshake refused: {e}"),
+                    Err(_) => tracing::info!(
+                        port = name,
+                        "TLS handshake not done within {HANDSHAKE_TIMEOUT:?}; closed"
+                    ),
+                }
+            });
+        }
+    });
+    futures::stream::poll_fn(move |cx| done.poll_recv(cx))
+}
+
+/// Reloads every server in `servers` on SIGHUP and whenever one of its files changes,
+/// and calls `also` after each reload (the peer client's certificates), until `stop`.
+pub async fn watch(
+    servers: Vec<Arc<ServerTls>>,
+    also: impl Fn() + Send + 'static,
+    stop: CancellationToken,
+) {
+    if servers.is_empty() {
+        return;
+    }
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => Some(signal),
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGHUP ({e}); certificates reload on change only");
+            None
+        }
+    };
+    let mut tick = tokio::time::interval(WATCH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let forced = tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => false,
+            Some(()) = async {
+                match hangup.as_mut() {
+                    Some(signal) => signal.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => true,
+        };
+        let mut reloaded = false;
+        for server in &servers {
+            if !forced && !server.changed() {
+                continue;
+            }
+            match server.reload() {
+                Ok(()) => {
+                    tracing::info!(port = server.name, "certificates reloaded");
+                    reloaded = true;
+                }
+                Err(e) => tracing::error!(
+                    port = server.name,
+                    "certificates not reloaded, the previous ones stay in use: {e}"
+                ),
+            }
+        }
+        if reloaded {
+            also();
+        }
+    }
+}
+
+/// A client's TLS settings: the CA to check the server against (the system's roots
+/// when `None`) and, for mutual TLS, the certificate and key to present.
+pub fn client_config(
+    ca: Option<&Path>,
+    identity: Option<(&Path, &Path)>,
+) -> Result<tonic::transport::ClientTlsConfig, TlsError> {
+    let mut config = tonic::transport::ClientTlsConfig::new();
+    config = match ca {
+        Some(ca) => {
+            // Parsed here so a bad file is refused now, naming it, not at the first call.
+            certificates(ca)?;
+            config.ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?))
+        }
+        None => config.with_native_roots(),
+    };
+    if let Some((cert, key)) = identity {
+        certificates(cert)?;
+        private_key(key)?;
+        config = config.identity(tonic::transport::Identity::from_pem(
+            read(cert)?,
+            read(key)?,
+        ));
+    }
+    Ok(config)
+}
