@@ -4,6 +4,8 @@
 //! again when it returns, a rejected key expiring at once, and offline license files.
 
 mod common;
+#[path = "common/pki.rs"]
+mod pki;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -29,6 +31,8 @@ const POLICY_ARGS: [&str; 6] = [
 struct Authority {
     addr: String,
     keys: PathBuf,
+    /// Served over TLS with this certificate, when set.
+    tls: Option<pki::Leaf>,
     child: Option<Child>,
 }
 
@@ -40,11 +44,16 @@ impl Drop for Authority {
 
 impl Authority {
     fn start(dir: &Path, state: &str) -> Authority {
+        Self::start_with(dir, state, None)
+    }
+
+    fn start_with(dir: &Path, state: &str, tls: Option<pki::Leaf>) -> Authority {
         // Restarted on the same port after a stop: one outside the ephemeral range.
         let port = chorus_testkit::free_port();
         let mut authority = Authority {
             addr: format!("127.0.0.1:{port}"),
             keys: dir.join("keys.toml"),
+            tls,
             child: None,
         };
         authority.set(state);
@@ -58,14 +67,19 @@ impl Authority {
     }
 
     fn run(&mut self) {
-        self.child = Some(
-            Command::new(env!("CARGO_BIN_EXE_chorus"))
-                .args(["license-authority", "--listen", &self.addr, "--keys"])
-                .arg(&self.keys)
-                .env("RUST_LOG", "warn")
-                .spawn()
-                .unwrap(),
-        );
+        let mut command = Command::new(env!("CARGO_BIN_EXE_chorus"));
+        command
+            .args(["license-authority", "--listen", &self.addr, "--keys"])
+            .arg(&self.keys)
+            .env("RUST_LOG", "warn");
+        if let Some(tls) = &self.tls {
+            command
+                .arg("--tls-cert")
+                .arg(&tls.cert)
+                .arg("--tls-key")
+                .arg(&tls.key);
+        }
+        self.child = Some(command.spawn().unwrap());
     }
 
     fn stop(&mut self) {
@@ -77,18 +91,24 @@ impl Authority {
 }
 
 fn online_cluster(authority: &Authority) -> Cluster {
+    online_cluster_with(authority.addr.clone(), &[])
+}
+
+/// Masters checking at `authority` (an address or URL), with `more` flags.
+fn online_cluster_with(authority: String, more: &[&str]) -> Cluster {
     let mut args: Vec<String> = POLICY_ARGS.iter().map(|a| a.to_string()).collect();
     args.extend(
         [
             "--license-key",
             KEY,
             "--license-authority",
-            &authority.addr,
+            &authority,
             "--node-timeout-ms",
             "60000",
         ]
         .map(String::from),
     );
+    args.extend(more.iter().map(|a| a.to_string()));
     Cluster::start(
         3,
         Options {
@@ -273,6 +293,31 @@ async fn a_leader_killed_in_grace_hands_the_same_counters_on() {
     let expired = wait_license(&cluster, &client, "EXPIRED", |l| l.status == "EXPIRED").await;
     assert_eq!(expired.trust, 2);
     assert!(expired.failures >= 4, "{expired:?}");
+}
+
+/// An authority reached over TLS is believed only with a certificate from the CA the
+/// masters were given: with it, checks succeed; with another CA's, no answer is taken
+/// (a forger on the path cannot expire the license), the checks fail as an outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authority_over_tls_is_believed_only_with_its_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pki::Ca::new(dir.path(), "vendor");
+    let other = pki::Ca::new(dir.path(), "forger");
+    let authority = Authority::start_with(dir.path(), "valid", Some(ca.issue("authority")));
+    let url = format!("https://{}", authority.addr);
+    let trusted = online_cluster_with(url.clone(), &["--license-ca", ca.cert().to_str().unwrap()]);
+    trusted.leader().await;
+    let client = trusted.client_all();
+    let status = wait_license(&trusted, &client, "a successful check", |l| l.trust >= 1).await;
+    assert_eq!(status.status, "VALID", "{status:?}");
+    drop(trusted);
+
+    let wrong = online_cluster_with(url, &["--license-ca", other.cert().to_str().unwrap()]);
+    wrong.leader().await;
+    let client = wrong.client_all();
+    let status = wait_license(&wrong, &client, "failed checks", |l| l.failures >= 2).await;
+    assert_eq!(status.trust, 0, "{status:?}");
+    assert_ne!(status.status, "VALID", "{status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

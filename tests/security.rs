@@ -161,6 +161,46 @@ async fn tls_serves_every_master_and_refuses_plaintext_and_strangers() {
         .unwrap();
     }
 
+    // An agent over TLS with its node's token brings its node up.
+    let token_file = dir.path().join("m1.token");
+    std::fs::write(&token_file, chorus::auth::node_token(NODE_SECRET, "m1")).unwrap();
+    let endpoints = cluster
+        .ids()
+        .iter()
+        .map(|id| cluster.client_addr(*id).to_owned())
+        .collect::<Vec<_>>()
+        .join(",");
+    let agent = Command::new(env!("CARGO_BIN_EXE_chorus"))
+        .args(["agent", "--node-id", "m1", "--uri", "ws://127.0.0.1:9/m1"])
+        .args([
+            "--interval-ms",
+            "100",
+            "--endpoints",
+            &endpoints,
+            "--cacert",
+            ca_path,
+        ])
+        .arg("--node-token-file")
+        .arg(&token_file)
+        .env_remove("CHORUS_API_SECRET")
+        .env_remove("CHORUS_OPERATOR_SECRET")
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let _agent = KillOnDrop(agent);
+    cluster
+        .eventually("the agent's node RUNNING", || async {
+            let node = all
+                .get_media_node(pb::GetMediaNodeRequest {
+                    id: "m1".into(),
+                    ..Default::default()
+                })
+                .await
+                .ok()?;
+            (node.status == "RUNNING").then_some(())
+        })
+        .await;
+
     // A plaintext client, and one trusting another CA, get no answer.
     let endpoint = cluster.client_addr(1).to_owned();
     let plain = Client::with_timeouts(&[&endpoint], APP_SECRET, impatient()).unwrap();
@@ -473,6 +513,16 @@ async fn each_credential_opens_its_role_only() {
 
 /// The path and `authorization` header of each call a [`Recorder`] saw.
 type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+/// A child process killed when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 /// Records the path and `authorization` header of every call a server receives.
 #[derive(Clone)]

@@ -1,6 +1,9 @@
 //! Certificates made in the test: a CA and leaf certificates for loopback, written as
 //! PEM files the masters and clients read.
 
+// Each test binary uses its own part of these helpers.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 
 use rcgen::{
