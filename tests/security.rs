@@ -92,6 +92,28 @@ async fn prove_over_tls(
 
 use chorus::network::pb as pb_peer;
 
+/// Calls the peer port's `Probe` with the cluster secret over TLS checked against
+/// `ca`, presenting `identity` (or no certificate).
+async fn peer_call_over_tls(
+    peer_addr: &str,
+    ca: &Path,
+    identity: Option<&pki::Leaf>,
+) -> Result<pb_peer::ProbeReply, tonic::Status> {
+    let tls = chorus::tls::client_config(Some(ca), identity.map(|l| (&*l.cert, &*l.key))).unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(format!("https://{peer_addr}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(2))
+        .connect_lazy();
+    let token = chorus::auth::BearerToken::new(CLUSTER_SECRET).unwrap();
+    let reply = pb_peer::peer_client::PeerClient::with_interceptor(channel, token)
+        .probe(pb_peer::ProbeRequest {})
+        .await?;
+    Ok(reply.into_inner())
+}
+
 /// With TLS on both ports: the CLI and the typed client work over TLS against every
 /// master; a plaintext client and one trusting another CA get nothing; on the peer port
 /// a caller without a certificate, or with one from another CA, is refused in the
@@ -219,7 +241,7 @@ async fn tls_serves_every_master_and_refuses_plaintext_and_strangers() {
         "{refused:?}"
     );
     let out = chorus(
-        &["cluster", "status", "--endpoints", &endpoint],
+        &["cluster", "status", "--endpoints", &endpoint, "--timeout", "2"],
         &[("CHORUS_API_SECRET", APP_SECRET)],
     );
     assert!(!out.status.success(), "a plaintext CLI call succeeded");
@@ -249,6 +271,15 @@ async fn tls_serves_every_master_and_refuses_plaintext_and_strangers() {
     prove_over_tls(&peer_addr, ca.cert(), Some(&foreign))
         .await
         .expect_err("a peer with another CA's certificate was answered");
+    // Nor does the cluster secret help a caller without the peer CA's certificate:
+    // its Raft calls never reach the handler.
+    for identity in [None, Some(&foreign)] {
+        let refused = peer_call_over_tls(&peer_addr, ca.cert(), identity).await;
+        refused.expect_err("a Raft call without a peer certificate was answered");
+    }
+    peer_call_over_tls(&peer_addr, ca.cert(), Some(&peer_cert))
+        .await
+        .expect("a member's certificate and the secret open the peer port");
 
     // A master whose certificates come from another CA cannot join: adding it is
     // refused before anything is sent, and the membership stays as it was.

@@ -361,7 +361,8 @@ impl Cluster {
 
     /// Sets failpoint `name` of master `id` to `actions` ("off" removes it; see
     /// `chorus::failpoint`). The masters must be built with the `failpoints` feature
-    /// (this kit's feature of the same name), or this is UNIMPLEMENTED.
+    /// (this kit's feature of the same name), or this is UNIMPLEMENTED. It speaks plain
+    /// text to the peer port: not for masters whose peer port is mutual TLS.
     pub async fn failpoint(&self, id: u64, name: &str, actions: &str) -> Result<(), String> {
         use chorus::network::pb::{SetFailpointRequest, failpoints_client::FailpointsClient};
         let addr = format!("http://{}", self.masters[&id].peer_addr);
