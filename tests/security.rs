@@ -241,7 +241,14 @@ async fn tls_serves_every_master_and_refuses_plaintext_and_strangers() {
         "{refused:?}"
     );
     let out = chorus(
-        &["cluster", "status", "--endpoints", &endpoint, "--timeout", "2"],
+        &[
+            "cluster",
+            "status",
+            "--endpoints",
+            &endpoint,
+            "--timeout",
+            "2",
+        ],
         &[("CHORUS_API_SECRET", APP_SECRET)],
     );
     assert!(!out.status.success(), "a plaintext CLI call succeeded");
