@@ -11,9 +11,10 @@
 //!
 //! A server's certificates are read again on SIGHUP and when their files change
 //! ([`watch`]); a reload that fails (a half-written file, a key that does not match)
-//! keeps the certificates in use and says why. Handshakes run beside the accept loop,
-//! each bounded by [`HANDSHAKE_TIMEOUT`], so a client that opens a connection and never
-//! finishes its hello holds no one else up.
+//! keeps the certificates in use and says why. Handshakes run as tasks beside the
+//! accept loop, owned by the port's stream of connections and each bounded by
+//! [`HANDSHAKE_TIMEOUT`], so a client that opens a connection and never finishes its
+//! hello holds no one else up.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -199,50 +200,87 @@ impl ServerTls {
     }
 }
 
-/// The TLS connections made from `accepted`'s: each handshake runs on its own task,
-/// bounded by [`HANDSHAKE_TIMEOUT`]; a failed one is logged and dropped. The accepting
-/// task ends once the returned stream is dropped.
-pub fn incoming<S, IO>(
-    accepted: S,
-    tls: Arc<ServerTls>,
-) -> impl Stream<Item = io::Result<tokio_rustls::server::TlsStream<IO>>> + Send + 'static
+/// The TLS connections made from `accepted`'s: each handshake runs as its own task,
+/// bounded by [`HANDSHAKE_TIMEOUT`], owned by the returned stream (dropping it aborts
+/// them); a failed one is logged and dropped. A client that never finishes its hello
+/// holds no one else up.
+pub fn incoming<S, IO>(accepted: S, tls: Arc<ServerTls>) -> Handshakes<S, IO>
 where
-    S: Stream<Item = io::Result<IO>> + Send + 'static,
+    S: Stream<Item = io::Result<IO>> + Send + Unpin + 'static,
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (ready, mut done) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(async move {
-        let mut accepted = std::pin::pin!(accepted);
-        loop {
-            let connection = tokio::select! {
-                _ = ready.closed() => return,
-                next = accepted.next() => match next {
-                    Some(Ok(connection)) => connection,
-                    Some(Err(e)) => {
-                        tracing::warn!(port = tls.name, "accept failed: {e}");
-                        continue;
-                    }
-                    None => return,
-                },
-            };
-            let acceptor = tls.acceptor();
-            let ready = ready.clone();
-            let name = tls.name;
-            tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(connection)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = ready.send(Ok(stream)).await;
-                    }
-                    Ok(Err(e)) => tracing::info!(port = name, "TLS handshake refused: {e}"),
-                    Err(_) => tracing::info!(
-                        port = name,
-                        "TLS handshake not done within {HANDSHAKE_TIMEOUT:?}; closed"
-                    ),
+    Handshakes {
+        accepted: Some(accepted),
+        running: tokio::task::JoinSet::new(),
+        tls,
+    }
+}
+
+/// The stream [`incoming`] returns.
+pub struct Handshakes<S, IO> {
+    /// `None` once the listener's stream ended.
+    accepted: Option<S>,
+    running: tokio::task::JoinSet<Option<tokio_rustls::server::TlsStream<IO>>>,
+    tls: Arc<ServerTls>,
+}
+
+impl<S, IO> Stream for Handshakes<S, IO>
+where
+    S: Stream<Item = io::Result<IO>> + Send + Unpin + 'static,
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    type Item = io::Result<tokio_rustls::server::TlsStream<IO>>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        // Start a handshake for every connection accepted meanwhile.
+        while let Some(accepted) = this.accepted.as_mut() {
+            match accepted.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(connection))) => {
+                    let acceptor = this.tls.acceptor();
+                    let name = this.tls.name;
+                    this.running.spawn(async move {
+                        let handshake = acceptor.accept(connection);
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                            Ok(Ok(stream)) => Some(stream),
+                            Ok(Err(e)) => {
+                                tracing::info!(port = name, "TLS handshake refused: {e}");
+                                None
+                            }
+                            Err(_) => {
+                                tracing::info!(
+                                    port = name,
+                                    "TLS handshake not done within {HANDSHAKE_TIMEOUT:?}; closed"
+                                );
+                                None
+                            }
+                        }
+                    });
                 }
-            });
+                Poll::Ready(Some(Err(e))) => {
+                    tracing::warn!(port = this.tls.name, "accept failed: {e}");
+                }
+                Poll::Ready(None) => this.accepted = None,
+                Poll::Pending => break,
+            }
         }
-    });
-    futures::stream::poll_fn(move |cx| done.poll_recv(cx))
+        // Hand on the first finished one.
+        loop {
+            match this.running.poll_join_next(cx) {
+                Poll::Ready(Some(Ok(Some(stream)))) => return Poll::Ready(Some(Ok(stream))),
+                Poll::Ready(Some(Ok(None))) => continue,
+                Poll::Ready(Some(Err(e))) => {
+                    tracing::warn!(port = this.tls.name, "a TLS handshake task failed: {e}");
+                }
+                Poll::Ready(None) if this.accepted.is_none() => return Poll::Ready(None),
+                Poll::Ready(None) | Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
 }
 
 /// Reloads every server in `servers` on SIGHUP and whenever one of its files changes,
@@ -321,4 +359,83 @@ pub fn client_config(
         ));
     }
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A CA and a server certificate for 127.0.0.1, written under `dir`.
+    fn certificates(dir: &Path) -> ServerFiles {
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().unwrap();
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let files = ServerFiles {
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+            client_ca: None,
+        };
+        std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+        std::fs::write(&files.cert, cert.pem()).unwrap();
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        files
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_says_hello_holds_no_one_else_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = ServerTls::load("test", certificates(dir.path())).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Box::pin(futures::stream::unfold(listener, |l| async move {
+            let accepted = l.accept().await.map(|(stream, _)| stream);
+            Some((accepted, l))
+        }));
+        let mut handshakes = incoming(accepted, tls);
+        // Connected, silent: its handshake waits for a hello that never comes.
+        let _silent = TcpStream::connect(addr).await.unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add_parsable_certificates(super::certificates(&dir.path().join("ca.pem")).unwrap());
+        let config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let server_name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let client = async {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            connector.connect(server_name, tcp).await.unwrap()
+        };
+        // The talking client's handshake completes and is handed on while the silent
+        // one's still waits (it would be let go only after HANDSHAKE_TIMEOUT).
+        let both = async { tokio::join!(client, handshakes.next()) };
+        let (_client, served) = tokio::time::timeout(HANDSHAKE_TIMEOUT / 2, both)
+            .await
+            .expect("the silent connection held the other handshake up");
+        assert!(served.unwrap().is_ok());
+    }
+
+    #[test]
+    fn a_key_that_does_not_match_the_certificate_is_refused_and_the_old_pair_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = certificates(dir.path());
+        let tls = ServerTls::load("test", files.clone()).unwrap();
+        let before = Arc::as_ptr(&tls.current.read().unwrap());
+        std::fs::write(&files.key, KeyPair::generate().unwrap().serialize_pem()).unwrap();
+        assert!(tls.reload().is_err(), "a mismatched key was taken");
+        assert_eq!(Arc::as_ptr(&tls.current.read().unwrap()), before);
+        std::fs::write(&files.cert, "not a certificate").unwrap();
+        let error = tls.reload().unwrap_err().to_string();
+        assert!(error.contains("server.pem"), "{error}");
+    }
 }

@@ -30,7 +30,7 @@ pub fn accept(
     tls: Option<Arc<crate::tls::ServerTls>>,
 ) -> futures::stream::BoxStream<'static, io::Result<Accepted>> {
     use futures::StreamExt;
-    let connections = bounded(listener, limit);
+    let connections = Box::pin(bounded(listener, limit));
     match tls {
         None => connections.map(|c| c.map(Accepted::Plain)).boxed(),
         Some(tls) => crate::tls::incoming(connections, tls)
