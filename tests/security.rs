@@ -69,6 +69,23 @@ fn chorus(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     command.envs(env.iter().copied()).output().unwrap()
 }
 
+/// A channel to a peer port over TLS checked against `ca`, presenting `identity` (or
+/// no certificate).
+fn peer_channel(
+    peer_addr: &str,
+    ca: &Path,
+    identity: Option<&pki::Leaf>,
+) -> tonic::transport::Channel {
+    let tls = chorus::tls::client_config(Some(ca), identity.map(|l| (&*l.cert, &*l.key))).unwrap();
+    tonic::transport::Endpoint::from_shared(format!("https://{peer_addr}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(2))
+        .connect_lazy()
+}
+
 /// Calls `Membership.Prove` on a peer port over TLS checked against `ca`, presenting
 /// `identity` (or no certificate).
 async fn prove_over_tls(
@@ -76,14 +93,7 @@ async fn prove_over_tls(
     ca: &Path,
     identity: Option<&pki::Leaf>,
 ) -> Result<pb_peer::ProveReply, tonic::Status> {
-    let tls = chorus::tls::client_config(Some(ca), identity.map(|l| (&*l.cert, &*l.key))).unwrap();
-    let channel = tonic::transport::Endpoint::from_shared(format!("https://{peer_addr}"))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(2))
-        .connect_lazy();
+    let channel = peer_channel(peer_addr, ca, identity);
     let reply = pb_peer::membership_client::MembershipClient::new(channel)
         .prove(pb_peer::ProveRequest { nonce: vec![1; 32] })
         .await?;
@@ -99,14 +109,7 @@ async fn peer_call_over_tls(
     ca: &Path,
     identity: Option<&pki::Leaf>,
 ) -> Result<pb_peer::ProbeReply, tonic::Status> {
-    let tls = chorus::tls::client_config(Some(ca), identity.map(|l| (&*l.cert, &*l.key))).unwrap();
-    let channel = tonic::transport::Endpoint::from_shared(format!("https://{peer_addr}"))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(2))
-        .connect_lazy();
+    let channel = peer_channel(peer_addr, ca, identity);
     let token = chorus::auth::BearerToken::new(CLUSTER_SECRET).unwrap();
     let reply = pb_peer::peer_client::PeerClient::with_interceptor(channel, token)
         .probe(pb_peer::ProbeRequest {})

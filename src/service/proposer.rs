@@ -250,13 +250,8 @@ impl Proposer {
     async fn add_learner(&self, id: u64, peer_addr: String, blocking: bool) -> Result<u64, Error> {
         // Nothing, not even the cluster secret, goes to an address that cannot prove it
         // is master `id`; a member already at this address and id was proven before.
-        let membership = self
-            .raft
-            .metrics()
-            .borrow_watched()
-            .membership_config
-            .clone();
-        let known = membership
+        let known = self
+            .membership()
             .membership()
             .get_node(&id)
             .is_some_and(|node| node.addr == peer_addr);
@@ -291,14 +286,21 @@ impl Proposer {
         Ok(response.log_id.index)
     }
 
-    async fn remove_learners(&self, ids: BTreeSet<u64>) -> Result<u64, Error> {
-        let membership = self
-            .raft
+    /// The latest membership this master knows.
+    fn membership(
+        &self,
+    ) -> std::sync::Arc<openraft::type_config::alias::StoredMembershipOf<crate::raft::TypeConfig>>
+    {
+        self.raft
             .metrics()
             .borrow_watched()
             .membership_config
-            .clone();
-        let membership = membership.membership();
+            .clone()
+    }
+
+    async fn remove_learners(&self, ids: BTreeSet<u64>) -> Result<u64, Error> {
+        let stored = self.membership();
+        let membership = stored.membership();
         for id in &ids {
             if membership.voter_ids().any(|voter| voter == *id) {
                 return Err(Error::invalid(
