@@ -284,10 +284,11 @@ where
 }
 
 /// Reloads every server in `servers` on SIGHUP and whenever one of its files changes,
-/// and calls `also` after each reload (the peer client's certificates), until `stop`.
+/// and calls `reloaded` with the name of each server reloaded (the peer port's client
+/// side reloads with it), until `stop`.
 pub async fn watch(
     servers: Vec<Arc<ServerTls>>,
-    also: impl Fn() + Send + 'static,
+    reloaded: impl Fn(&'static str) + Send + 'static,
     stop: CancellationToken,
 ) {
     if servers.is_empty() {
@@ -313,7 +314,6 @@ pub async fn watch(
                 }
             } => true,
         };
-        let mut reloaded = false;
         for server in &servers {
             if !forced && !server.changed() {
                 continue;
@@ -321,16 +321,13 @@ pub async fn watch(
             match server.reload() {
                 Ok(()) => {
                     tracing::info!(port = server.name, "certificates reloaded");
-                    reloaded = true;
+                    reloaded(server.name);
                 }
                 Err(e) => tracing::error!(
                     port = server.name,
                     "certificates not reloaded, the previous ones stay in use: {e}"
                 ),
             }
-        }
-        if reloaded {
-            also();
         }
     }
 }

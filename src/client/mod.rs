@@ -107,6 +107,14 @@ fn retryable(status: &Status) -> bool {
     )
 }
 
+/// The name a server's certificate must hold for URI host `host`: an IPv6 address
+/// without the brackets URIs put around it (rustls takes the bare address).
+pub fn server_name(host: &str) -> String {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned()
+}
+
 /// A fresh idempotency key.
 pub fn new_request_id() -> String {
     format!(
@@ -155,6 +163,12 @@ impl Client {
         for endpoint in endpoints {
             let endpoint = endpoint.as_ref().trim();
             let scheme = if tls.is_some() { "https" } else { "http" };
+            if tls.is_some() && endpoint.starts_with("http://") {
+                return Err(Status::invalid_argument(format!(
+                    "endpoint `{endpoint}` is plain http:// but TLS was asked for (--cacert): \
+                     use https:// or host:port"
+                )));
+            }
             let uri = if endpoint.contains("://") {
                 endpoint.to_owned()
             } else {
@@ -168,7 +182,11 @@ impl Client {
                 .connect_timeout(timeouts.connect)
                 .tcp_nodelay(true);
             if let Some(tls) = &tls {
-                channel = channel.tls_config(tls.clone()).map_err(bad)?;
+                let tls = match channel.uri().host() {
+                    Some(host) => tls.clone().domain_name(server_name(host)),
+                    None => tls.clone(),
+                };
+                channel = channel.tls_config(tls).map_err(bad)?;
             }
             let channel = channel.connect_lazy();
             names.push(endpoint.to_owned());

@@ -225,7 +225,11 @@ fn serve_peer_port(
         // Open: it is how a master proves its membership before it is sent the secret.
         .add_service(
             crate::network::pb::membership_server::MembershipServer::new(
-                crate::network::proof::Prover::new(config.id, &config.cluster_secret),
+                crate::network::proof::Prover::new(
+                    config.id,
+                    &advertised_peer_addr(config),
+                    &config.cluster_secret,
+                ),
             ),
         );
     #[cfg(feature = "failpoints")]
@@ -257,6 +261,16 @@ fn serve_peer_port(
         }
     });
     peer_server
+}
+
+/// The address the other masters reach this one at: `--advertise-peer-addr`, else its
+/// entry in `--peers`, else the address it listens on.
+fn advertised_peer_addr(config: &Config) -> String {
+    config
+        .advertise_peer_addr
+        .clone()
+        .or_else(|| config.peers.get(&config.id).cloned())
+        .unwrap_or_else(|| config.peer_addr.to_string())
 }
 
 /// Step 4: starts Raft on the store, with the state rebuilt from the latest snapshot.
@@ -417,7 +431,11 @@ impl Master {
         let reloaded = network.clone();
         tasks.spawn(crate::tls::watch(
             watched,
-            move || reloaded.reload_tls(),
+            move |port| {
+                if port == "peer" {
+                    reloaded.reload_tls();
+                }
+            },
             tasks.stop.clone(),
         ));
         let peer_server = serve_peer_port(&config, listeners.peer, peer_tls, pristine, tasks);

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -81,6 +82,9 @@ pub struct PeerNetwork {
     tls: Option<Arc<PeerTls>>,
     /// Per peer address: the channel, whether the peer can be reached, what it proved.
     channels: Arc<Mutex<HashMap<String, Peer>>>,
+    /// Moved on when the channels are replaced (new TLS certificates): connections
+    /// made before take the new channel at their next call.
+    generation: Arc<AtomicU64>,
 }
 
 /// The peer port's TLS files and the client settings last made from them.
@@ -117,6 +121,7 @@ impl PeerNetwork {
             max_message_bytes,
             tls: None,
             channels: Arc::default(),
+            generation: Arc::default(),
         })
     }
 
@@ -142,6 +147,7 @@ impl PeerNetwork {
             Ok(config) => {
                 *tls.config.lock().expect("peer tls poisoned") = config;
                 self.channels.lock().expect("channel map poisoned").clear();
+                self.generation.fetch_add(1, Ordering::AcqRel);
                 tracing::info!("peer client certificates reloaded");
             }
             Err(e) => tracing::error!("peer client certificates not reloaded: {e}"),
@@ -210,7 +216,10 @@ impl PeerNetwork {
                         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
                         .keep_alive_while_idle(true);
                     if let Some(tls) = &self.tls {
-                        let config = tls.config.lock().expect("peer tls poisoned").clone();
+                        let mut config = tls.config.lock().expect("peer tls poisoned").clone();
+                        if let Some(host) = endpoint.uri().host() {
+                            config = config.domain_name(crate::client::server_name(host));
+                        }
                         endpoint = endpoint.tls_config(config)?;
                     }
                     let peer = Peer {
@@ -239,6 +248,7 @@ impl RaftNetworkFactory<C> for PeerNetwork {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerConnection {
+        let generation = self.generation.load(Ordering::Acquire);
         let peer = self.peer(&node.addr).map_err(|e| e.to_string());
         let (reach, proven) = match &peer {
             Ok((_, peer)) => (peer.reach.clone(), peer.proven.clone()),
@@ -251,6 +261,7 @@ impl RaftNetworkFactory<C> for PeerNetwork {
             reach,
             proven,
             network: self.clone(),
+            generation,
             client: peer.map(|(client, _)| client),
             appends: None,
             append_budget: APPEND_BATCH_BYTES.min(self.max_message_bytes / 2),
@@ -268,6 +279,8 @@ pub struct PeerConnection {
     /// What the address proved; the network makes the proof.
     proven: Arc<Proven>,
     network: PeerNetwork,
+    /// The network's generation `client` was made in.
+    generation: u64,
     /// An address that cannot even form a URI is remembered as the error it gave.
     client: Result<Client, String>,
     /// The open append session, between two append streams.
@@ -296,9 +309,26 @@ fn codec_error(e: std::io::Error) -> RPCError<C> {
 }
 
 impl PeerConnection {
+    /// After new TLS certificates, takes the new channel and lets the open append
+    /// stream (on the old one) go.
+    fn refresh(&mut self) {
+        let generation = self.network.generation.load(Ordering::Acquire);
+        if generation == self.generation {
+            return;
+        }
+        let peer = self.network.peer(&self.addr).map_err(|e| e.to_string());
+        if let Ok((_, peer)) = &peer {
+            (self.reach, self.proven) = (peer.reach.clone(), peer.proven.clone());
+        }
+        self.client = peer.map(|(client, _)| client);
+        self.appends = None;
+        self.generation = generation;
+    }
+
     /// The client, once the peer proved it is master `target`; a peer that cannot is
     /// unreachable (and backed off), and is sent nothing.
-    async fn client(&self) -> Result<Client, RPCError<C>> {
+    async fn client(&mut self) -> Result<Client, RPCError<C>> {
+        self.refresh();
         let client = self
             .client
             .clone()
@@ -368,7 +398,7 @@ impl PeerConnection {
 
     /// Sends one postcard-encoded request with the RPC's deadline and decodes the reply.
     async fn unary<Req, Resp, F, Fut>(
-        &self,
+        &mut self,
         action: RPCTypes,
         request: &Req,
         option: &RPCOption,
@@ -476,6 +506,7 @@ impl AppendSession {
 impl PeerConnection {
     /// The open append session, or a new one.
     async fn append_session(&mut self, ttl: Duration) -> Result<AppendSession, RPCError<C>> {
+        self.refresh();
         if let Some(session) = self.appends.take() {
             return Ok(session);
         }

@@ -5,10 +5,15 @@
 //! failed to answer, since the connection behind it may then lead elsewhere), a master
 //! sends `Membership.Prove` with a fresh nonce and no secret. The answer names the
 //! answering master's id and carries an HMAC of that id and the nonce under the cluster
-//! secret. A rogue server (say, an address someone added as a learner) cannot make one;
-//! relaying the question to a real master gets that master's id, which is not the one
-//! expected. Under mutual TLS the handshake has already proven the peer's certificate,
-//! and the proof adds that it holds the secret too.
+//! secret. The answer also names the address the master is reached at, and the HMAC
+//! covers it: a rogue server (say, an address someone added as a learner) cannot make
+//! one, and relaying the question to a real master gets a proof for that master's
+//! address and id, not for the rogue's. Under mutual TLS the handshake has already
+//! proven the peer's certificate, and the proof adds that it holds the secret too.
+//!
+//! What the proof does not stop, on a plain-text peer port: someone who takes over a
+//! proven address (the network between masters) after the proof. That is what mutual
+//! TLS is for.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,10 +30,12 @@ use crate::raft::NodeId;
 const NONCE_BYTES: usize = 32;
 const CONTEXT: &[u8] = b"chorus-prove-v1";
 
-fn mac(secret: &[u8], id: NodeId, nonce: &[u8]) -> Hmac<Sha256> {
+fn mac(secret: &[u8], id: NodeId, addr: &str, nonce: &[u8]) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key");
     mac.update(CONTEXT);
     mac.update(&id.to_be_bytes());
+    mac.update(&(addr.len() as u64).to_be_bytes());
+    mac.update(addr.as_bytes());
     mac.update(nonce);
     mac
 }
@@ -37,14 +44,17 @@ fn mac(secret: &[u8], id: NodeId, nonce: &[u8]) -> Hmac<Sha256> {
 #[derive(Clone)]
 pub struct Prover {
     id: NodeId,
+    /// The address the other masters reach this one at.
+    addr: Arc<str>,
     secret: Arc<[u8]>,
 }
 
 impl Prover {
-    /// Proves master `id`, holder of `cluster_secret`.
-    pub fn new(id: NodeId, cluster_secret: &str) -> Self {
+    /// Proves master `id`, reached at `addr`, holder of `cluster_secret`.
+    pub fn new(id: NodeId, addr: &str, cluster_secret: &str) -> Self {
         Prover {
             id,
+            addr: addr.into(),
             secret: cluster_secret.as_bytes().into(),
         }
     }
@@ -60,10 +70,13 @@ impl pb::membership_server::Membership for Prover {
         if nonce.len() < 16 || nonce.len() > 256 {
             return Err(Status::invalid_argument("nonce: must hold 16 to 256 bytes"));
         }
-        let proof = mac(&self.secret, self.id, nonce).finalize().into_bytes();
+        let proof = mac(&self.secret, self.id, &self.addr, nonce)
+            .finalize()
+            .into_bytes();
         Ok(Response::new(pb::ProveReply {
             id: self.id,
             proof: proof.to_vec(),
+            addr: self.addr.to_string(),
         }))
     }
 }
@@ -132,14 +145,16 @@ pub async fn ensure(
     timeout: std::time::Duration,
 ) -> Result<(), Unproven> {
     let known = proven.id();
-    if known != 0 {
-        return Ok(expected_id(addr, known, expected)?);
+    if known != 0 && expected_id(addr, known, expected).is_ok() {
+        return Ok(());
     }
     let _one = proven.proving.lock().await;
     let known = proven.id();
-    if known != 0 {
-        return Ok(expected_id(addr, known, expected)?);
+    // Proven as another master: the address may have changed hands since; ask again.
+    if known != 0 && expected_id(addr, known, expected).is_ok() {
+        return Ok(());
     }
+    proven.forget();
     let mut nonce = vec![0; NONCE_BYTES];
     rand::rng().fill_bytes(&mut nonce);
     let mut request = Request::new(pb::ProveRequest {
@@ -161,11 +176,19 @@ pub async fn ensure(
             unreachable: refused(&status),
         })?
         .into_inner();
-    mac(secret, reply.id, &nonce)
+    mac(secret, reply.id, &reply.addr, &nonce)
         .verify_slice(&reply.proof)
         .map_err(|_| {
             format!("the server at {addr} could not prove it holds the cluster secret; nothing sent to it")
         })?;
+    if reply.addr != addr {
+        return Err(format!(
+            "the server at {addr} answered for master {} at {}: a relay, or a master that \
+             does not know its own address (start it with --advertise-peer-addr {addr})",
+            reply.id, reply.addr
+        )
+        .into());
+    }
     expected_id(addr, reply.id, expected)?;
     proven.id.store(reply.id, Ordering::Release);
     Ok(())
@@ -191,17 +214,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_proof_holds_for_its_secret_id_and_nonce_only() {
+    fn a_proof_holds_for_its_secret_id_address_and_nonce_only() {
         let nonce = [7u8; 32];
-        let proof = mac(b"secret-1", 2, &nonce).finalize().into_bytes();
-        assert!(mac(b"secret-1", 2, &nonce).verify_slice(&proof).is_ok());
-        assert!(mac(b"secret-2", 2, &nonce).verify_slice(&proof).is_err());
-        assert!(mac(b"secret-1", 3, &nonce).verify_slice(&proof).is_err());
-        assert!(
-            mac(b"secret-1", 2, &[8u8; 32])
-                .verify_slice(&proof)
-                .is_err()
-        );
+        let proof = mac(b"secret-1", 2, "a:1", &nonce).finalize().into_bytes();
+        let verify = |secret: &[u8], id, addr, nonce: &[u8]| {
+            mac(secret, id, addr, nonce).verify_slice(&proof).is_ok()
+        };
+        assert!(verify(b"secret-1", 2, "a:1", &nonce));
+        assert!(!verify(b"secret-2", 2, "a:1", &nonce));
+        assert!(!verify(b"secret-1", 3, "a:1", &nonce));
+        assert!(!verify(b"secret-1", 2, "b:1", &nonce));
+        assert!(!verify(b"secret-1", 2, "a:1", &[8u8; 32]));
         assert!(expected_id("a:1", 2, Some(2)).is_ok());
         assert!(expected_id("a:1", 2, None).is_ok());
         assert!(

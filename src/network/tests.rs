@@ -159,7 +159,7 @@ async fn harness(streams: usize) -> Harness {
                 check,
             ))
             .add_service(super::pb::membership_server::MembershipServer::new(
-                super::proof::Prover::new(2, SECRET),
+                super::proof::Prover::new(2, &addr, SECRET),
             ))
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
     );
