@@ -72,8 +72,12 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
 
 /// The certificates in the PEM file at `path` (at least one).
 pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read(path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
+    parse_certificates(path, &read(path)?)
+}
+
+/// The certificates in `pem`, read from `path` (at least one).
+fn parse_certificates(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsError::Pem {
             path: path.to_owned(),
@@ -89,8 +93,12 @@ pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsErro
 }
 
 fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let pem = read(path)?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| TlsError::Pem {
+    parse_private_key(path, &read(path)?)
+}
+
+/// The private key in `pem`, read from `path`.
+fn parse_private_key(path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| TlsError::Pem {
         path: path.to_owned(),
         what: format!("not a PEM private key: {e}"),
     })
@@ -342,18 +350,17 @@ pub fn client_config(
     config = match ca {
         Some(ca) => {
             // Parsed here so a bad file is refused now, naming it, not at the first call.
-            certificates(ca)?;
-            config.ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?))
+            let pem = read(ca)?;
+            parse_certificates(ca, &pem)?;
+            config.ca_certificate(tonic::transport::Certificate::from_pem(pem))
         }
         None => config.with_native_roots(),
     };
     if let Some((cert, key)) = identity {
-        certificates(cert)?;
-        private_key(key)?;
-        config = config.identity(tonic::transport::Identity::from_pem(
-            read(cert)?,
-            read(key)?,
-        ));
+        let (cert_pem, key_pem) = (read(cert)?, read(key)?);
+        parse_certificates(cert, &cert_pem)?;
+        parse_private_key(key, &key_pem)?;
+        config = config.identity(tonic::transport::Identity::from_pem(cert_pem, key_pem));
     }
     Ok(config)
 }

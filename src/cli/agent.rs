@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::Args;
 use tonic::Status;
 
-use super::client::Endpoints;
+use super::client::{Endpoints, secret_from};
 use crate::agent::{Node, Pacing};
 
 /// Arguments of `chorus agent`.
@@ -46,18 +46,7 @@ impl AgentArgs {
         if self.interval_ms == 0 {
             return Err(Status::invalid_argument("--interval-ms must be positive"));
         }
-        let token = match &self.node_token_file {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|e| {
-                        Status::invalid_argument(format!("cannot read {}: {e}", path.display()))
-                    })?
-                    .trim()
-                    .to_owned(),
-            ),
-            None => self.node_token.clone(),
-        };
-        let client = match token {
+        let client = match secret_from(&self.node_token, &self.node_token_file)? {
             Some(token) => self.endpoints.client_presenting(&token)?,
             None => self.endpoints.operator_client()?,
         };

@@ -50,7 +50,10 @@ pub struct Endpoints {
 }
 
 /// A secret from its flag or, over it, its file.
-fn secret_from(value: &Option<String>, file: &Option<PathBuf>) -> Result<Option<String>, Status> {
+pub(super) fn secret_from(
+    value: &Option<String>,
+    file: &Option<PathBuf>,
+) -> Result<Option<String>, Status> {
     match file {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {

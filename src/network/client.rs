@@ -334,18 +334,11 @@ impl PeerConnection {
             .clone()
             .map_err(|e| RPCError::Unreachable(unreachable(e)))?;
         if self.proven.id() != self.target {
-            let channel = self.network.peer(&self.addr).map(|(_, peer)| peer.channel);
-            let proved = match channel {
-                Ok(channel) => {
-                    super::proof::ensure(
-                        &self.proven,
-                        channel,
-                        &self.addr,
-                        Some(self.target),
-                        &self.network.secret,
-                        PROVE_TIMEOUT,
-                    )
-                    .await
+            let proved = match self.network.peer(&self.addr) {
+                Ok((_, peer)) => {
+                    self.network
+                        .prove(&peer, &self.addr, Some(self.target))
+                        .await
                 }
                 Err(e) => Err(e.to_string().into()),
             };
