@@ -128,6 +128,7 @@ fn create_session(s: u64) -> Op {
         forced_video_codec: VideoCodec::Vp8,
         allow_transcoding: false,
         media_node_id: None,
+        options: None,
         limits: LIMITS,
     })
 }
@@ -141,6 +142,8 @@ fn create_connection(s: u64, c: u64, place_on: Option<u64>) -> Op {
         connection_type: ConnectionType::WebRtc,
         role: Role::Publisher,
         server_data: SERVER_DATA.to_owned(),
+        record: true,
+        options: None,
         place_on: place_on.map(media_node_id),
         limits: LIMITS,
     })

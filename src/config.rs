@@ -55,6 +55,8 @@ pub struct Config {
     pub id: u64,
     /// Where the public gRPC API listens.
     pub client_addr: SocketAddr,
+    /// The HTTP port's address, if it is served.
+    pub http_addr: Option<SocketAddr>,
     /// Where Raft traffic and forwarding between masters listens.
     pub peer_addr: SocketAddr,
     /// The address the other masters reach this one at, when it differs from
@@ -159,6 +161,9 @@ settings! {
     id: u64, "CHORUS_ID";
     /// Client API listen address, host:port.
     client_addr: String, "CHORUS_CLIENT_ADDR";
+    /// HTTP listen address, host:port: the OpenVidu REST API (`/openvidu/api/`) and the
+    /// probes (`/livez`, `/readyz`). Off unless given.
+    http_addr: String, "CHORUS_HTTP_ADDR";
     /// Peer (Raft) listen address, host:port.
     peer_addr: String, "CHORUS_PEER_ADDR";
     /// The address other masters reach this one at, if not peer_addr (NAT, proxy).
@@ -380,6 +385,11 @@ impl Config {
         let config = Config {
             id: s.id.ok_or_else(|| invalid("id", "is required"))?,
             client_addr: parse_addr("client_addr", s.client_addr.clone())?,
+            http_addr: s
+                .http_addr
+                .clone()
+                .map(|addr| parse_addr("http_addr", Some(addr)))
+                .transpose()?,
             peer_addr: parse_addr("peer_addr", s.peer_addr.clone())?,
             advertise_peer_addr: s.advertise_peer_addr.clone(),
             peers: match &s.peers {

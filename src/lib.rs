@@ -33,6 +33,7 @@ pub mod deadline;
 pub mod error;
 pub mod failpoint;
 pub mod fleet;
+pub mod http;
 pub mod leader;
 pub mod license;
 pub mod master;

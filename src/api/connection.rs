@@ -9,8 +9,9 @@ use super::pb::connection_service_server::ConnectionService;
 use super::pb::{
     Connection, CreateConnectionRequest, DeleteConnectionRequest, DeleteConnectionResponse,
     GetConnectionRequest, JoinConnectionRequest, ListConnectionsRequest, ListConnectionsResponse,
+    UpdateConnectionRequest,
 };
-use super::{ClientApi, optional, page, parse_or_default};
+use super::{ClientApi, optional, page, parse, parse_or_default};
 use crate::error::Error;
 use crate::service::{Write, reused_request_id};
 use crate::state::Outcome;
@@ -43,6 +44,8 @@ impl ConnectionService for ClientApi {
             connection_type: parse_or_default(&req.r#type, "type")?,
             role: parse_or_default(&req.role, "role")?,
             server_data: req.server_data,
+            record: req.record.unwrap_or(true),
+            options: None,
         };
         connection_answer(self.apply(&request, req.request_id, write).await?)
     }
@@ -109,6 +112,20 @@ impl ConnectionService for ClientApi {
             token: req.token,
             ip,
             client_data: req.client_data,
+        };
+        connection_answer(self.apply(&request, req.request_id, write).await?)
+    }
+
+    async fn update_connection(
+        &self,
+        request: Request<UpdateConnectionRequest>,
+    ) -> Result<Response<Connection>, Status> {
+        let req = request.get_ref().clone();
+        let write = Write::UpdateConnection {
+            session_id: req.session_id,
+            connection_id: req.connection_id,
+            role: req.role.map(|role| parse(&role, "role")).transpose()?,
+            record: req.record,
         };
         connection_answer(self.apply(&request, req.request_id, write).await?)
     }

@@ -23,6 +23,7 @@ pub(super) fn connection(
         created_at: c.created_at,
         active_at: c.active_at.unwrap_or(0),
         media_node_id: media_node_id.unwrap_or_default().to_owned(),
+        record: c.record,
     }
 }
 

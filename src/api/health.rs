@@ -31,12 +31,13 @@ use super::SERVICE_NAMES;
 use crate::network::LeaderContact;
 use crate::raft::Raft;
 
-/// Keeps `reporter` up to date until `stop`, checking every `tick`; contact older than
+/// Keeps `reporter` (and `ready`: SERVING or not) up to date until `stop`, checking every `tick`; contact older than
 /// `election_timeout` counts as lost.
 pub async fn report_health(
     raft: Raft,
     contact: LeaderContact,
     reporter: HealthReporter,
+    ready: tokio::sync::watch::Sender<bool>,
     tick: Duration,
     election_timeout: Duration,
     stop: CancellationToken,
@@ -88,10 +89,12 @@ pub async fn report_health(
         if reported != Some(status) {
             tracing::info!(?status, in_touch, caught_up, "health changed");
             set_all(&reporter, status).await;
+            ready.send_replace(status == ServingStatus::Serving);
             reported = Some(status);
         }
     }
     set_all(&reporter, ServingStatus::NotServing).await;
+    ready.send_replace(false);
 }
 
 /// Whether a leader is in touch with its group: a quorum acknowledged it within

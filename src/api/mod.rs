@@ -27,6 +27,7 @@ use tower::layer::util::{Identity, Stack};
 
 pub use health::{BoundedHealth, health_service, report_health};
 pub use leader_hint::{LEADER_HEADER, MASTER_HEADER};
+pub use session::session_weight;
 
 use crate::auth::{AuthLayer, Credentials};
 use crate::error::Error;

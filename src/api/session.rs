@@ -26,6 +26,7 @@ impl SessionService for ClientApi {
             forced_video_codec: parse_or_default(&req.forced_video_codec, "forced_video_codec")?,
             allow_transcoding: req.allow_transcoding,
             media_node_id: optional(req.media_node_id),
+            options: None,
         };
         match self.apply(&request, req.request_id, write).await? {
             Outcome::Session(session) => Ok(Response::new((&session).into())),
@@ -57,7 +58,7 @@ impl SessionService for ClientApi {
             applied.state.sessions_after(after.as_deref()),
             req.page_size,
             MAX_PAGE_BYTES,
-            |s| weight(s),
+            |s| session_weight(s),
             |s| s.id.clone(),
         );
         Ok(Response::new(ListSessionsResponse {
@@ -90,7 +91,7 @@ impl SessionService for ClientApi {
 
 /// Roughly what `session` weighs encoded: its connections' data, ids and tokens, and a
 /// fixed allowance per message.
-fn weight(session: &crate::state::Session) -> usize {
+pub fn session_weight(session: &crate::state::Session) -> usize {
     const PER_MESSAGE: usize = 128;
     let connections: usize = session
         .connections

@@ -305,6 +305,24 @@ enum ConnectionCommand {
         /// Data the application attaches.
         #[arg(long, default_value = "")]
         server_data: String,
+        /// Leave the participant's streams out of recordings.
+        #[arg(long)]
+        no_record: bool,
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// Change a connection's role or recording (PENDING or ACTIVE).
+    Update {
+        /// The session.
+        session: String,
+        /// The connection id.
+        id: String,
+        /// SUBSCRIBER, PUBLISHER or MODERATOR.
+        #[arg(long)]
+        role: Option<String>,
+        /// Whether its streams are recorded: true or false.
+        #[arg(long)]
+        record: Option<bool>,
         #[arg(long)]
         request_id: Option<String>,
     },
@@ -560,6 +578,7 @@ impl ConnectionArgs {
                 connection_type,
                 role,
                 server_data,
+                no_record,
                 request_id,
             } => show(
                 &client
@@ -568,6 +587,25 @@ impl ConnectionArgs {
                         r#type: connection_type.unwrap_or_default(),
                         role: role.unwrap_or_default(),
                         server_data,
+                        record: Some(!no_record),
+                        request_id: request_id.unwrap_or_default(),
+                    })
+                    .await?,
+                c,
+            ),
+            ConnectionCommand::Update {
+                session,
+                id,
+                role,
+                record,
+                request_id,
+            } => show(
+                &client
+                    .update_connection(pb::UpdateConnectionRequest {
+                        session_id: session,
+                        connection_id: id,
+                        role,
+                        record,
                         request_id: request_id.unwrap_or_default(),
                     })
                     .await?,

@@ -44,12 +44,14 @@ pub async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
         .collect::<std::io::Result<Vec<_>>>()?
         .join(",");
     let mut endpoints = Vec::new();
+    let mut http = Vec::new();
     let mut starting = Vec::new();
     for (id, l) in listeners {
         // The same resolution as `chorus serve`, so dev runs with exactly its defaults.
         let config = Config::resolve(&ServeArgs {
             id: Some(id),
             client_addr: Some(l.client_addr()?.to_string()),
+            http_addr: l.http_addr()?.map(|a| a.to_string()),
             peer_addr: Some(l.peer_addr()?.to_string()),
             peers: Some(peers.clone()),
             data_dir: Some(dir.path().join(format!("master-{id}"))),
@@ -60,6 +62,7 @@ pub async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
             ..ServeArgs::default()
         })?;
         endpoints.push(config.client_addr.to_string());
+        http.extend(config.http_addr);
         starting.push(master::Master::start(config, l));
     }
     // The masters find each other while starting, so they must start together.
@@ -74,10 +77,14 @@ pub async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     // Written, not println!'d: a reader that went away (`chorus dev | head -1`) must not
     // take the cluster down with a broken-pipe panic.
+    // OPENVIDU_URL and OPENVIDU_SECRET are the names OpenVidu's tutorials read; any
+    // master's HTTP port serves the REST API.
     let export = format!(
         "export CHORUS_ENDPOINTS={} CHORUS_API_SECRET={api_secret} \
-         CHORUS_OPERATOR_SECRET={operator_secret} CHORUS_NODE_SECRET={node_secret}",
-        endpoints.join(",")
+         CHORUS_OPERATOR_SECRET={operator_secret} CHORUS_NODE_SECRET={node_secret} \
+         OPENVIDU_URL=http://{} OPENVIDU_SECRET={api_secret}",
+        endpoints.join(","),
+        http.first().map(ToString::to_string).unwrap_or_default()
     );
     let _ = writeln!(std::io::stdout(), "{export}");
     tracing::info!(

@@ -407,6 +407,11 @@ impl Client {
         pb::JoinConnectionRequest => pb::Connection
     );
     rpc!(
+        /// ConnectionService.UpdateConnection.
+        write update_connection, ConnectionServiceClient, update_connection,
+        pb::UpdateConnectionRequest => pb::Connection
+    );
+    rpc!(
         /// ConnectionService.DeleteConnection.
         write delete_connection, ConnectionServiceClient, delete_connection,
         pb::DeleteConnectionRequest => pb::DeleteConnectionResponse

@@ -20,7 +20,7 @@
 //! non-zero, so that a supervisor restarts it instead of it serving on as a zombie.
 
 mod formation;
-mod incoming;
+pub(crate) mod incoming;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -97,10 +97,12 @@ pub enum RunError {
     RaftStopped(String),
 }
 
-/// The two bound listening sockets of a master.
+/// The bound listening sockets of a master.
 pub struct Listeners {
     client: TcpListener,
     peer: TcpListener,
+    /// The HTTP port, when served.
+    http: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -114,15 +116,25 @@ impl Listeners {
         Ok(Listeners {
             client: bind(config.client_addr).await?,
             peer: bind(config.peer_addr).await?,
+            http: match config.http_addr {
+                Some(addr) => Some(bind(addr).await?),
+                None => None,
+            },
         })
     }
 
-    /// Binds two free ports on 127.0.0.1.
+    /// Binds free ports on 127.0.0.1: client, peer and HTTP.
     pub async fn bind_loopback() -> std::io::Result<Self> {
         Ok(Listeners {
             client: TcpListener::bind("127.0.0.1:0").await?,
             peer: TcpListener::bind("127.0.0.1:0").await?,
+            http: Some(TcpListener::bind("127.0.0.1:0").await?),
         })
+    }
+
+    /// The bound HTTP-port address, if there is one.
+    pub fn http_addr(&self) -> std::io::Result<Option<SocketAddr>> {
+        self.http.as_ref().map(TcpListener::local_addr).transpose()
     }
 
     /// The bound client-port address.
@@ -461,15 +473,38 @@ impl Master {
         spawn_background_tasks(&config, &raft, &applied, &fleet, tasks);
         let (health_reporter, health_service) =
             crate::api::health_service(config.max_watch_streams);
+        let (ready, readiness) = tokio::sync::watch::channel(false);
         tasks.spawn(crate::api::report_health(
             raft.clone(),
             peer_server.leader_contact(),
             health_reporter,
+            ready,
             config.heartbeat_interval,
             config.election_timeout_max,
             tasks.stop.clone(),
         ));
         let service = Service::new(raft.clone(), applied.clone(), proposer, network, fleet);
+        let credentials = Credentials::new(
+            &config.api_secret,
+            &config.operator_secret,
+            config.node_secret.as_deref(),
+        );
+        if let Some(listener) = listeners.http {
+            let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+                addr: config.http_addr.unwrap_or(config.client_addr),
+                source,
+            })?;
+            let router = crate::http::HttpApi::new(service.clone(), credentials.clone(), readiness)
+                .router(crate::http::body_limit(config.limits.max_data_bytes));
+            let incoming =
+                incoming::accept(listener, config.max_client_connections, client_tls.clone());
+            tasks.spawn(crate::http::serve(
+                router,
+                incoming,
+                local_addr,
+                tasks.stop.clone(),
+            ));
+        }
         let api = ClientApi::new(
             config.id,
             raft.clone(),
@@ -482,15 +517,7 @@ impl Master {
             .http2_keepalive_interval(Some(incoming::KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(incoming::KEEPALIVE_TIMEOUT))
             .max_concurrent_streams(config.max_streams_per_connection);
-        let router = api.router(
-            transport,
-            Credentials::new(
-                &config.api_secret,
-                &config.operator_secret,
-                config.node_secret.as_deref(),
-            ),
-            health_service,
-        )?;
+        let router = api.router(transport, credentials, health_service)?;
         let client_incoming =
             incoming::accept(listeners.client, config.max_client_connections, client_tls);
         let client_stop = tasks.stop.clone();
@@ -506,6 +533,7 @@ impl Master {
             id = config.id,
             client = %config.client_addr,
             peer = %config.peer_addr,
+            http = ?config.http_addr,
             "master started"
         );
         Ok(Master {

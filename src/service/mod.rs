@@ -194,6 +194,11 @@ impl Service {
         Ok(read(&self.applied))
     }
 
+    /// This master's applied state as it is now, possibly behind the leader.
+    pub fn local(&self) -> RwLockReadGuard<'_, Applied> {
+        read(&self.applied)
+    }
+
     /// The loads the media nodes reported, as a lookup: empty unless this master leads
     /// (the loads are the leader's soft state).
     pub fn loads(&self) -> impl Fn(&str) -> Option<f64> + '_ {

@@ -122,6 +122,7 @@ impl Proposer {
                 forced_video_codec,
                 allow_transcoding,
                 media_node_id,
+                options,
             } => Op::CreateSession(NewSession {
                 session_id: custom_id.unwrap_or_else(|| {
                     format!(
@@ -134,6 +135,7 @@ impl Proposer {
                 forced_video_codec,
                 allow_transcoding,
                 media_node_id,
+                options,
                 limits: self.limits,
             }),
             Write::DeleteSession { session_id } => Op::DeleteSession { session_id },
@@ -142,6 +144,8 @@ impl Proposer {
                 connection_type,
                 role,
                 server_data,
+                record,
+                options,
             } => {
                 let place_on = self.placement_for(&session_id);
                 Op::CreateConnection(NewConnection {
@@ -159,6 +163,8 @@ impl Proposer {
                     connection_type,
                     role,
                     server_data,
+                    record,
+                    options,
                     place_on,
                     limits: self.limits,
                 })
@@ -172,6 +178,17 @@ impl Proposer {
                 ip,
                 client_data,
                 limits: self.limits,
+            },
+            Write::UpdateConnection {
+                session_id,
+                connection_id,
+                role,
+                record,
+            } => Op::UpdateConnection {
+                session_id,
+                connection_id,
+                role,
+                record,
             },
             Write::DeleteConnection {
                 session_id,

@@ -31,6 +31,8 @@ pub enum Write {
         allow_transcoding: bool,
         /// A RUNNING node to place the session on at once.
         media_node_id: Option<String>,
+        /// Settings kept for the application (a JSON object).
+        options: Option<Box<str>>,
     },
     /// SessionService.DeleteSession.
     DeleteSession { session_id: String },
@@ -40,6 +42,16 @@ pub enum Write {
         connection_type: ConnectionType,
         role: Role,
         server_data: String,
+        record: bool,
+        /// Settings kept for the application (a JSON object).
+        options: Option<Box<str>>,
+    },
+    /// ConnectionService.UpdateConnection.
+    UpdateConnection {
+        session_id: String,
+        connection_id: String,
+        role: Option<Role>,
+        record: Option<bool>,
     },
     /// ConnectionService.JoinConnection.
     JoinConnection {
@@ -103,6 +115,10 @@ pub enum Request {
 }
 
 /// What executing a [`Request`] produced, one variant per kind.
+///
+/// Its size is the outcome's: an answer made once and moved to the caller, never kept
+/// in numbers, so boxing the outcome would only add an allocation per write.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Executed {
     /// The state machine's answer to a write.
@@ -178,6 +194,11 @@ impl Write {
             Write::DeleteConnection {
                 session_id,
                 connection_id,
+            }
+            | Write::UpdateConnection {
+                session_id,
+                connection_id,
+                ..
             } => {
                 state::validate_session_id(session_id)?;
                 state::validate_connection_id(connection_id)?;

@@ -61,6 +61,8 @@ pub struct NewSession {
     pub allow_transcoding: bool,
     /// A media node the client insists on; it must exist and be RUNNING.
     pub media_node_id: Option<String>,
+    /// Settings kept for the application (a JSON object, see `Session::options`).
+    pub options: Option<Box<str>>,
     /// The leader's limits.
     pub limits: Limits,
 }
@@ -80,6 +82,10 @@ pub struct NewConnection {
     pub role: Role,
     /// Opaque data the application attaches; at most `limits.max_data_bytes`.
     pub server_data: String,
+    /// Whether the participant is recorded.
+    pub record: bool,
+    /// Settings kept for the application (a JSON object, see `Connection::options`).
+    pub options: Option<Box<str>>,
     /// The node the leader chose in case the session is still unplaced. Used only if
     /// it is RUNNING; otherwise the session stays unplaced and the connection is
     /// created anyway.
@@ -124,6 +130,18 @@ pub enum Op {
         client_data: Option<String>,
         /// The leader's limits (for `client_data`).
         limits: Limits,
+    },
+    /// Change a connection's role or whether it is recorded. Returns
+    /// `Outcome::Connection`.
+    UpdateConnection {
+        /// The connection's session.
+        session_id: String,
+        /// The connection.
+        connection_id: String,
+        /// The new role; `None` keeps it.
+        role: Option<Role>,
+        /// Whether it is recorded from now on; `None` keeps it.
+        record: Option<bool>,
     },
     /// Remove a connection; the last ACTIVE one leaving destroys the session.
     /// Returns `Outcome::ConnectionDeleted`.
@@ -206,7 +224,11 @@ impl Op {
     pub fn check(&self) -> Result<(), Error> {
         match self {
             Op::CreateConnection(new) => {
-                super::connection::check_data_size("server_data", &new.server_data, new.limits)
+                super::connection::check_data_size("server_data", &new.server_data, new.limits)?;
+                super::connection::check_options("options", new.options.as_deref())
+            }
+            Op::CreateSession(new) => {
+                super::connection::check_options("options", new.options.as_deref())
             }
             Op::JoinConnection {
                 token,
@@ -305,6 +327,7 @@ impl std::fmt::Display for Command {
             Op::PlaceSession { .. } => "PlaceSession",
             Op::CreateConnection(_) => "CreateConnection",
             Op::JoinConnection { .. } => "JoinConnection",
+            Op::UpdateConnection { .. } => "UpdateConnection",
             Op::DeleteConnection { .. } => "DeleteConnection",
             Op::RegisterMediaNode { .. } => "RegisterMediaNode",
             Op::SetMediaNodeStatus { .. } => "SetMediaNodeStatus",

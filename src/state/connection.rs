@@ -19,6 +19,9 @@ use super::{
     validate_token,
 };
 
+/// Longest `options` of a session or a connection, in bytes.
+pub const MAX_OPTIONS_BYTES: usize = 8 << 10;
+
 /// Longest `ip` a join may record, in bytes (an IPv6 address with zone fits easily).
 pub const MAX_IP_LEN: usize = 64;
 
@@ -98,6 +101,12 @@ pub struct Connection {
     pub created_at: Millis,
     /// Log time of the join; `None` while PENDING.
     pub active_at: Option<Millis>,
+    /// Whether the participant's streams go into the session's recordings (OpenVidu's
+    /// `record`, true unless the application says otherwise).
+    pub record: bool,
+    /// Settings Chorus keeps for the application but does not act on (see
+    /// [`check_options`]); `None` when there are none.
+    pub options: Option<Box<str>>,
 }
 
 /// Where a token leads: the value side of the state's token index.
@@ -120,6 +129,7 @@ impl State {
             validate_media_node_id(node_id)?;
         }
         check_data_size("server_data", &new.server_data, new.limits)?;
+        check_options("options", new.options.as_deref())?;
         self.license.ensure_admits_new_work()?;
         let session = self
             .sessions
@@ -164,6 +174,8 @@ impl State {
             ip: String::new(),
             created_at: tick.now,
             active_at: None,
+            record: new.record,
+            options: new.options.clone(),
         };
         let owner = TokenOwner {
             session_id: new.session_id.clone(),
@@ -246,6 +258,38 @@ impl State {
         })
     }
 
+    /// `Op::UpdateConnection`: changes what the participant may do and whether it is
+    /// recorded, PENDING or ACTIVE alike; a field left `None` keeps its value.
+    pub(super) fn update_connection(
+        &mut self,
+        session_id: &str,
+        connection_id: &str,
+        role: Option<Role>,
+        record: Option<bool>,
+    ) -> Response {
+        validate_session_id(session_id)?;
+        validate_connection_id(connection_id)?;
+        let session = self
+            .sessions
+            .get_mut(session_id)
+            .ok_or_else(|| Error::not_found("session", session_id))?;
+        let media_node_id = session.media_node_id.clone();
+        let connection = session.connections.get_mut(connection_id).ok_or_else(|| {
+            Error::not_found("connection", format!("{session_id}/{connection_id}"))
+        })?;
+        if let Some(role) = role {
+            connection.role = role;
+        }
+        if let Some(record) = record {
+            connection.record = record;
+        }
+        Ok(Outcome::Connection {
+            session_id: session_id.to_owned(),
+            connection: connection.clone(),
+            media_node_id,
+        })
+    }
+
     /// `Op::DeleteConnection`: removes the connection and its token; destroys the
     /// session if this was its last ACTIVE connection.
     pub(super) fn delete_connection(&mut self, session_id: &str, connection_id: &str) -> Response {
@@ -300,6 +344,27 @@ pub(super) fn check_join(
         check_data_size("client_data", data, limits)?;
     }
     Ok(())
+}
+
+/// Refuses `options` that are not a JSON object of at most [`MAX_OPTIONS_BYTES`]:
+/// settings of OpenVidu's API (`kurentoOptions`, `customIceServers`, `rtspUri`,
+/// `defaultRecordingProperties`…) that Chorus stores and shows again but does not act
+/// on. Their own shapes are the front end's to check; the state only bounds them and
+/// keeps them parseable.
+pub(super) fn check_options(field: &str, options: Option<&str>) -> Result<(), Error> {
+    let Some(options) = options else {
+        return Ok(());
+    };
+    if options.len() > MAX_OPTIONS_BYTES {
+        return Err(Error::ResourceExhausted(format!(
+            "{field} is {} bytes, over the limit of {MAX_OPTIONS_BYTES}",
+            options.len()
+        )));
+    }
+    match serde_json::from_str::<serde_json::Value>(options) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        _ => Err(Error::invalid_argument(field, "must be a JSON object")),
+    }
 }
 
 /// Refuses `data` longer than `limits.max_data_bytes`, naming the field and the limit.

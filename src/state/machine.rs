@@ -112,6 +112,12 @@ impl State {
                 client_data,
                 limits,
             } => self.join_connection(tick, token, ip, client_data.as_deref(), *limits),
+            Op::UpdateConnection {
+                session_id,
+                connection_id,
+                role,
+                record,
+            } => self.update_connection(session_id, connection_id, *role, *record),
             Op::DeleteConnection {
                 session_id,
                 connection_id,

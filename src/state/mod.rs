@@ -61,7 +61,9 @@ pub(crate) mod testing;
 
 pub use autoscaling::AutoscalingAdvice;
 pub use command::{Command, Limits, Millis, NewConnection, NewSession, Op, Outcome, Response};
-pub use connection::{Connection, ConnectionStatus, ConnectionType, MAX_IP_LEN, Role, TokenOwner};
+pub use connection::{
+    Connection, ConnectionStatus, ConnectionType, MAX_IP_LEN, MAX_OPTIONS_BYTES, Role, TokenOwner,
+};
 pub use error::Error;
 pub use id::{
     CONNECTION_ID_PREFIX, DERIVED_TOKEN_SECRET_LEN, MAX_CONNECTION_ID_LEN, MAX_ID_LEN,

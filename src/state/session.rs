@@ -117,6 +117,10 @@ pub struct Session {
     pub displaced: Option<DisplacementReason>,
     /// Connections by id.
     pub connections: BTreeMap<String, Connection>,
+    /// Settings Chorus keeps for the application but does not act on yet (OpenVidu's
+    /// `defaultRecordingProperties`, whether the id was the client's): a JSON object of
+    /// at most `MAX_OPTIONS_BYTES`, `None` when there are none.
+    pub options: Option<Box<str>>,
 }
 
 impl Session {
@@ -152,6 +156,7 @@ impl State {
         if let Some(node_id) = &new.media_node_id {
             validate_media_node_id(node_id)?;
         }
+        super::connection::check_options("options", new.options.as_deref())?;
         self.license.ensure_admits_new_work()?;
         if self.sessions.contains_key(&new.session_id) {
             return Err(Error::already_exists("session", &new.session_id));
@@ -178,6 +183,7 @@ impl State {
             media_node_id: new.media_node_id.clone(),
             displaced: None,
             connections: BTreeMap::new(),
+            options: new.options.clone(),
         };
         self.sessions.insert(session.id.clone(), session.clone());
         if let Some(node) = &session.media_node_id {

@@ -163,6 +163,7 @@ pub fn new_session(id: &str) -> NewSession {
         forced_video_codec: VideoCodec::Vp8,
         allow_transcoding: false,
         media_node_id: None,
+        options: None,
         limits: limits(),
     }
 }
@@ -193,6 +194,8 @@ pub fn new_connection(session_id: &str, n: u32) -> NewConnection {
         connection_type: ConnectionType::WebRtc,
         role: Role::default(),
         server_data: "server-data".to_owned(),
+        record: true,
+        options: None,
         place_on: None,
         limits: limits(),
     }

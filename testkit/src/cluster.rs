@@ -91,6 +91,8 @@ impl Options {
 pub struct Master {
     pub id: u64,
     pub client_addr: String,
+    /// Its HTTP port (the OpenVidu REST API, probes).
+    pub http_addr: String,
     /// The address the master binds for its peer port.
     pub peer_addr: String,
     /// The address the others reach it at: its proxy's if proxied, else `peer_addr`.
@@ -170,6 +172,7 @@ impl Cluster {
         Ok(Master {
             id,
             client_addr: free_addr(),
+            http_addr: free_addr(),
             peer_addr,
             listed_peer_addr,
             data_dir: self.dir.path().join(format!("master-{id}")),
@@ -193,6 +196,7 @@ impl Cluster {
             .args(&options.program.args)
             .args(["--id", &id.to_string()])
             .args(["--client-addr", &master.client_addr])
+            .args(["--http-addr", &master.http_addr])
             .args(["--peer-addr", &master.peer_addr])
             .args(["--advertise-peer-addr", &master.listed_peer_addr])
             .args(["--peers", &peers.join(",")])
@@ -258,6 +262,11 @@ impl Cluster {
 
     pub fn client_addr(&self, id: u64) -> &str {
         &self.masters[&id].client_addr
+    }
+
+    /// Master `id`'s HTTP port, host:port.
+    pub fn http_addr(&self, id: u64) -> &str {
+        &self.masters[&id].http_addr
     }
 
     pub fn data_dir(&self, id: u64) -> &Path {

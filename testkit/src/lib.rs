@@ -8,16 +8,19 @@
 //! - [`Network`]: fault-injecting TCP proxies on the peer links (cut, delay, isolate);
 //! - [`Cluster`]: a group of `chorus serve` processes on loopback with their data dirs,
 //!   logs and addresses, restartable, optionally behind the proxies, and what they
-//!   report (status, leader, caught up).
+//!   report (status, leader, caught up);
+//! - [`HttpClient`]: a kept-alive HTTP/1.1 client of a master's HTTP port.
 
 mod cluster;
 mod disk;
+mod http;
 mod port;
 mod process;
 mod proxy;
 
 pub use cluster::{Cluster, Master, Options, Program};
 pub use disk::SmallDisk;
+pub use http::{HttpClient, Reply};
 pub use port::{free_addr, free_listener, free_port};
 pub use process::{Processes, cpu_seconds};
 pub use proxy::{Fault, Network};
