@@ -28,12 +28,15 @@ async fn dev_prints_working_endpoints_and_stops_on_ctrl_c() {
         .expect("no export line");
     let mut endpoints = Vec::new();
     let (mut secret, mut operator, mut node) = (String::new(), String::new(), String::new());
+    let (mut openvidu_url, mut openvidu_secret) = (String::new(), String::new());
     for pair in line.trim_start_matches("export ").split_whitespace() {
         match pair.split_once('=') {
             Some(("CHORUS_ENDPOINTS", v)) => endpoints = v.split(',').map(str::to_owned).collect(),
             Some(("CHORUS_API_SECRET", v)) => secret = v.to_owned(),
             Some(("CHORUS_OPERATOR_SECRET", v)) => operator = v.to_owned(),
             Some(("CHORUS_NODE_SECRET", v)) => node = v.to_owned(),
+            Some(("OPENVIDU_URL", v)) => openvidu_url = v.to_owned(),
+            Some(("OPENVIDU_SECRET", v)) => openvidu_secret = v.to_owned(),
             _ => panic!("unexpected `{pair}` in `{line}`"),
         }
     }
@@ -42,6 +45,17 @@ async fn dev_prints_working_endpoints_and_stops_on_ctrl_c() {
         "{line}"
     );
     assert_eq!(endpoints.len(), 3, "{line}");
+    // An OpenVidu application's two settings: the REST API answers them.
+    assert_eq!(openvidu_secret, secret, "{line}");
+    let http_addr = openvidu_url
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("OPENVIDU_URL is not http://…: {line}"));
+    let config = chorus_testkit::HttpClient::new(http_addr, Some(&openvidu_secret))
+        .call("GET", "/openvidu/api/config", None)
+        .await
+        .unwrap();
+    assert_eq!(config.status, 200, "{}", config.body);
+    assert_eq!(config.json()["VERSION"], "2.32.2", "{}", config.body);
     for endpoint in &endpoints {
         let channel = tonic::transport::Channel::from_shared(format!("http://{endpoint}"))
             .unwrap()

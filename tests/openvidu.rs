@@ -640,6 +640,47 @@ async fn every_endpoint_answers_openvidu_status_codes_and_a_refusal_changes_noth
         "a refused request changed the state"
     );
 
+    // The gRPC API and the REST API change and show the same connection.
+    let grpc = cluster.client_all();
+    let path = format!("/openvidu/api/sessions/room/connection/{cid}");
+    let patched = app
+        .call(
+            "PATCH",
+            &path,
+            Some(r#"{"role":"PUBLISHER","record":false}"#),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    let seen = grpc
+        .get_connection(pb::GetConnectionRequest {
+            session_id: "room".into(),
+            connection_id: cid.clone(),
+            consistency: pb::Consistency::Linearizable as i32,
+        })
+        .await
+        .unwrap();
+    assert_eq!((seen.role.as_str(), seen.record), ("PUBLISHER", false));
+    let updated = grpc
+        .update_connection(pb::UpdateConnectionRequest {
+            session_id: "room".into(),
+            connection_id: cid.clone(),
+            role: Some("SUBSCRIBER".into()),
+            record: Some(true),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (updated.role.as_str(), updated.record),
+        ("SUBSCRIBER", true)
+    );
+    let shown = app.call("GET", &path, None).await.unwrap().json();
+    assert_eq!(
+        (&shown["role"], &shown["record"]),
+        (&"SUBSCRIBER".into(), &true.into())
+    );
+
     // What succeeds, with OpenVidu's codes.
     let successes = [
         row("GET", "/sessions", None, 200, r#""numberOfElements":1"#),

@@ -152,12 +152,23 @@ impl HttpApi {
         method: &str,
         write: Write,
     ) -> Result<Outcome, Problem> {
+        self.write_mapped(principal, method, write, problem).await
+    }
+
+    /// As [`HttpApi::write`], with the endpoint's own mapping of errors.
+    async fn write_mapped(
+        &self,
+        principal: &Principal,
+        method: &str,
+        write: Write,
+        map: impl FnOnce(Error) -> Problem,
+    ) -> Result<Outcome, Problem> {
         allow(principal, method)?;
         let request_id = format!("http_{}", Alphanumeric.sample_string(&mut rand::rng(), 24));
         self.service
             .write(Some(request_id), write, Instant::now() + DEADLINE)
             .await
-            .map_err(problem)
+            .map_err(map)
     }
 
     /// The applied state after a read index: what every write acknowledged before this
@@ -236,17 +247,14 @@ fn rest_name(field: &str) -> String {
     }
 }
 
-/// A not-found session reported as the endpoint's status: OpenVidu answers 400 for a
-/// missing session on the endpoints that address one of its connections.
-fn session_missing_is(status: StatusCode) -> impl Fn(Problem, &str) -> Problem {
-    move |problem, session_id| {
-        if problem.status == StatusCode::NOT_FOUND
-            && problem.message == format!("session '{session_id}' not found")
-        {
-            Problem::new(status, problem.message)
-        } else {
-            problem
+/// As [`problem`], but a missing session is 400: OpenVidu's answer on the endpoints
+/// that address one of a session's connections (404 is for the connection).
+fn connection_problem(error: Error) -> Problem {
+    match &error {
+        Error::Domain(state::Error::NotFound { kind, .. }) if kind == "session" => {
+            Problem::bad_request(error.to_string())
         }
+        _ => problem(error),
     }
 }
 
@@ -511,17 +519,17 @@ async fn create_session(
         media_node_id,
         options: options_text(options),
     };
+    let method = "SessionService/CreateSession";
     match api
-        .write(&principal, "SessionService/CreateSession", write)
-        .await
-        .map_err(|p| {
+        .write_mapped(&principal, method, write, |error| match &error {
             // A media node that does not exist is a bad body parameter to OpenVidu.
-            if p.status == StatusCode::NOT_FOUND {
-                Problem::bad_request(format!("mediaNode: {}", p.message))
-            } else {
-                p
+            Error::Domain(state::Error::NotFound { .. }) => {
+                Problem::bad_request(format!("mediaNode: {error}"))
             }
-        })? {
+            _ => problem(error),
+        })
+        .await?
+    {
         Outcome::Session(session) => {
             let applied = api.service.local();
             Ok(Json(session_json(&applied.state, &session, true)).into_response())
@@ -897,7 +905,7 @@ async fn get_connection(
     let (session, connection) = applied
         .state
         .find_connection(&session_id, &connection_id)
-        .map_err(|e| session_missing_is(StatusCode::BAD_REQUEST)(problem(e.into()), &session_id))?;
+        .map_err(|e| connection_problem(e.into()))?;
     Ok(Json(connection_json(&applied.state, session, connection)).into_response())
 }
 
@@ -937,13 +945,13 @@ async fn delete_connection(
     Path((session_id, connection_id)): Path<(String, String)>,
 ) -> Result<Response, Problem> {
     let write = Write::DeleteConnection {
-        session_id: session_id.clone(),
+        session_id,
         connection_id,
     };
+    let method = "ConnectionService/DeleteConnection";
     match api
-        .write(&principal, "ConnectionService/DeleteConnection", write)
-        .await
-        .map_err(|p| session_missing_is(StatusCode::BAD_REQUEST)(p, &session_id))?
+        .write_mapped(&principal, method, write, connection_problem)
+        .await?
     {
         Outcome::ConnectionDeleted { .. } => Ok(StatusCode::NO_CONTENT.into_response()),
         other => Err(problem(reused_request_id(other))),

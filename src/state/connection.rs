@@ -455,6 +455,83 @@ mod tests {
         );
     }
 
+    fn update(session: &str, connection: &str, role: Option<Role>, record: Option<bool>) -> Op {
+        Op::UpdateConnection {
+            session_id: session.into(),
+            connection_id: connection.into(),
+            role,
+            record,
+        }
+    }
+
+    #[test]
+    fn an_update_changes_role_and_record_pending_or_active_and_keeps_the_rest() {
+        let mut h = Harness::new();
+        h.running_node("n1");
+        h.ok(create_session("room"));
+        let (created, _) = connection_of(h.ok(create_connection("room", 1, Some("n1"))));
+        assert!(
+            created.record,
+            "recorded unless the application says otherwise"
+        );
+
+        let (pending, node) =
+            connection_of(h.ok(update("room", "con_1", Some(Role::Moderator), None)));
+        assert_eq!((pending.role, pending.record), (Role::Moderator, true));
+        assert_eq!(node.as_deref(), Some("n1"));
+        h.ok(join(&token(1)));
+        let (active, _) = connection_of(h.ok(update("room", "con_1", None, Some(false))));
+        assert_eq!((active.role, active.record), (Role::Moderator, false));
+        assert_eq!(active.status, ConnectionStatus::Active);
+        assert_eq!(active.token, created.token);
+        assert_eq!(h.state.connection("room", "con_1"), Some(&active));
+    }
+
+    #[test]
+    fn an_update_of_nothing_that_exists_is_refused() {
+        let mut h = Harness::new();
+        h.ok(create_session("room"));
+        assert_eq!(
+            h.err(update("nope", "con_1", Some(Role::Subscriber), None)),
+            Error::not_found("session", "nope")
+        );
+        assert_eq!(
+            h.err(update("room", "con_9", Some(Role::Subscriber), None)),
+            Error::not_found("connection", "room/con_9")
+        );
+        assert!(matches!(
+            h.err(update("room", "bad id", None, None)),
+            Error::InvalidArgument { ref field, .. } if field == "connection_id"
+        ));
+    }
+
+    #[test]
+    fn options_are_a_bounded_json_object_kept_with_the_connection() {
+        let mut h = Harness::new();
+        h.ok(create_session("room"));
+        let mut new = new_connection("room", 1);
+        new.options = Some(r#"{"kurentoOptions":{"allowedFilters":["x"]}}"#.into());
+        let (connection, _) = connection_of(h.ok(Op::CreateConnection(new.clone())));
+        assert_eq!(connection.options, new.options);
+
+        for (options, refused) in [
+            ("[1]", "a JSON object"),
+            ("{not json", "a JSON object"),
+            (
+                &*format!(r#"{{"k":"{}"}}"#, "x".repeat(MAX_OPTIONS_BYTES)),
+                "over the limit",
+            ),
+        ] {
+            let mut new = new_connection("room", 2);
+            new.options = Some(options.into());
+            let op = Op::CreateConnection(new);
+            let error = op.check().unwrap_err();
+            assert!(error.to_string().contains(refused), "{error}");
+            assert_eq!(h.err(op), error, "applying refuses what the check refuses");
+        }
+        assert!(h.state.connection("room", "con_2").is_none());
+    }
+
     #[test]
     fn an_unknown_token_is_not_found_without_echoing_it() {
         let mut h = Harness::new();

@@ -96,7 +96,11 @@ impl Masters {
             .ids()
             .into_iter()
             .map(|id| self.client_addr(id).to_owned());
-        Target::remote(endpoints.collect(), OPERATOR_SECRET.to_owned())
+        let http = self
+            .ids()
+            .into_iter()
+            .map(|id| self.http_addr(id).to_owned());
+        Target::remote(endpoints.collect(), OPERATOR_SECRET.to_owned()).with_http(http.collect())
     }
 
     /// A client of master `id` alone.

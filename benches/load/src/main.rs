@@ -54,6 +54,11 @@ enum Command {
     Mix(LoadArgs),
     /// A stale GetSession on a new connection each time (TCP, and TLS with --cacert).
     Reconnect(LoadArgs),
+    /// CreateSession through the OpenVidu REST API (HTTP/1.1, one kept-alive
+    /// connection per client).
+    RestCreateSession(LoadArgs),
+    /// CreateConnection through the OpenVidu REST API.
+    RestCreateConnection(LoadArgs),
     /// Time from killing the leader to the first write through a surviving master.
     Failover(failover::FailoverArgs),
     /// The same shapes and failover against a 3-member etcd and a 3-master Chorus.
@@ -77,6 +82,9 @@ pub struct LoadArgs {
     /// Run against these masters (`host:port,…`) instead of starting a cluster.
     #[arg(long, value_delimiter = ',')]
     endpoints: Vec<String>,
+    /// The HTTP ports of `--endpoints`' masters, in the same order (REST workloads).
+    #[arg(long, value_delimiter = ',')]
+    http_endpoints: Vec<String>,
     /// The API secret of `--endpoints`.
     #[arg(long, env = "CHORUS_API_SECRET", hide_env_values = true)]
     api_secret: Option<String>,
@@ -115,6 +123,10 @@ fn main() -> ExitCode {
             Command::StaleGet(args) => run_workload(Shape::StaleGet, args).await,
             Command::Mix(args) => run_workload(Shape::Mix, args).await,
             Command::Reconnect(args) => run_workload(Shape::Reconnect, args).await,
+            Command::RestCreateSession(args) => run_workload(Shape::RestCreateSession, args).await,
+            Command::RestCreateConnection(args) => {
+                run_workload(Shape::RestCreateConnection, args).await
+            }
             Command::Failover(args) => failover::run(args).await,
             Command::Compare(args) => failover::compare(args).await,
             Command::Scale(args) => scale::run(args).await,
@@ -148,7 +160,8 @@ async fn run_workload(shape: Shape, args: LoadArgs) -> BenchResult {
             args.api_secret
                 .clone()
                 .ok_or("--endpoints needs --api-secret or CHORUS_API_SECRET")?,
-        ),
+        )
+        .with_http(args.http_endpoints.clone()),
     }
     .with_ca(args.cacert.as_deref())?;
     let usage_before = masters.as_ref().map(Masters::usage);

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use chorus::api::pb;
 use chorus::client::{Client, Timeouts};
+use chorus_testkit::HttpClient;
 use rand::Rng;
 use tonic::Status;
 
@@ -23,6 +24,10 @@ pub enum Shape {
     /// A stale GetSession on a new connection each time: what a client's reconnect
     /// (TCP and, with TLS, the handshake) costs.
     Reconnect,
+    /// CreateSession through the OpenVidu REST API (`POST /openvidu/api/sessions`).
+    RestCreateSession,
+    /// CreateConnection through the OpenVidu REST API, into a few sessions per client.
+    RestCreateConnection,
 }
 
 impl Shape {
@@ -35,6 +40,8 @@ impl Shape {
             Shape::StaleGet => "stale-get",
             Shape::Mix => "mix",
             Shape::Reconnect => "reconnect",
+            Shape::RestCreateSession => "rest-create-session",
+            Shape::RestCreateConnection => "rest-create-connection",
         }
     }
 }
@@ -58,6 +65,8 @@ pub struct Target {
     api_secret: String,
     /// TLS to the masters, checked against a CA (`--cacert`).
     tls: Option<tonic::transport::ClientTlsConfig>,
+    /// The masters' HTTP ports, in the order of `endpoints` (REST workloads).
+    http_endpoints: Vec<String>,
 }
 
 /// Sessions a read workload reads from.
@@ -81,7 +90,14 @@ impl Target {
             endpoints,
             api_secret,
             tls: None,
+            http_endpoints: Vec::new(),
         }
+    }
+
+    /// This target with the masters' HTTP ports, one per endpoint in the same order.
+    pub fn with_http(mut self, http_endpoints: Vec<String>) -> Target {
+        self.http_endpoints = http_endpoints;
+        self
     }
 
     /// This target over TLS, the masters' certificates checked against `ca`.
@@ -118,14 +134,35 @@ impl Target {
         .into())
     }
 
-    /// One client per worker, starting at the master `via` asks for and failing over
-    /// to the others in turn.
-    pub async fn clients(&self, via: Via, count: usize) -> BenchResult<Vec<Client>> {
-        let fixed = match via {
+    /// The master each of `count` clients starts at, as `via` asks: `None` spreads
+    /// them over all.
+    async fn aim(&self, via: Via) -> BenchResult<Option<usize>> {
+        Ok(match via {
             Via::All => None,
             Via::Leader => Some(self.first_with_role(true).await?),
             Via::Follower => Some(self.first_with_role(false).await?),
-        };
+        })
+    }
+
+    /// One REST client per worker, on the HTTP port of the master `via` asks for
+    /// (`all`: client `i` on master `i mod n`; REST clients follow no leader hints).
+    pub async fn http_clients(&self, via: Via, count: usize) -> BenchResult<Vec<HttpClient>> {
+        if self.http_endpoints.len() != self.endpoints.len() {
+            return Err("REST workloads need the masters' HTTP ports (--http-endpoints)".into());
+        }
+        let fixed = self.aim(via).await?;
+        Ok((0..count)
+            .map(|i| {
+                let at = fixed.unwrap_or(i % self.http_endpoints.len());
+                HttpClient::new(&self.http_endpoints[at], Some(&self.api_secret))
+            })
+            .collect())
+    }
+
+    /// One client per worker, starting at the master `via` asks for and failing over
+    /// to the others in turn.
+    pub async fn clients(&self, via: Via, count: usize) -> BenchResult<Vec<Client>> {
+        let fixed = self.aim(via).await?;
         (0..count)
             .map(|i| {
                 let first = fixed.unwrap_or(i % self.endpoints.len());
@@ -228,6 +265,8 @@ pub struct ChorusWorker {
     media_nodes: Option<Arc<MediaNodes>>,
     /// Reconnect: where each operation opens its new connection.
     reconnect: Option<(Target, String)>,
+    /// REST workloads: the client of one master's HTTP port.
+    rest: Option<HttpClient>,
 }
 
 impl ChorusWorker {
@@ -243,7 +282,54 @@ impl ChorusWorker {
             mix_tokens: Vec::new(),
             media_nodes: None,
             reconnect: None,
+            rest: None,
         }
+    }
+
+    /// A REST call, timed; anything but `expect` is an error.
+    async fn rest(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &str,
+        expect: u16,
+    ) -> Result<(chorus_testkit::Reply, Duration), String> {
+        let http = self
+            .rest
+            .as_mut()
+            .expect("REST workers have an HTTP client");
+        let started = Instant::now();
+        let reply = http
+            .call(method, path, Some(body))
+            .await
+            .map_err(|e| format!("{method} {path}: {e}"))?;
+        let took = started.elapsed();
+        if reply.status != expect {
+            return Err(format!("{method} {path}: {} {}", reply.status, reply.body));
+        }
+        Ok((reply, took))
+    }
+
+    async fn rest_create_session(&mut self) -> Result<(String, Duration), String> {
+        let (reply, took) = self
+            .rest("POST", "/openvidu/api/sessions", "{}", 200)
+            .await?;
+        let id = reply.json()["id"].as_str().unwrap_or_default().to_owned();
+        Ok((id, took))
+    }
+
+    /// A REST CreateConnection into this client's current session, opening a new
+    /// session (not timed) when it is full.
+    async fn rest_next_connection(&mut self) -> Result<Duration, String> {
+        let session = match self.session.take() {
+            Some((id, n)) if n < CONNECTIONS_PER_SESSION => (id, n),
+            _ => (self.rest_create_session().await?.0, 0),
+        };
+        let body = serde_json::json!({"role": "PUBLISHER", "data": self.server_data}).to_string();
+        let path = format!("/openvidu/api/sessions/{}/connection", session.0);
+        let result = self.rest("POST", &path, &body, 200).await;
+        self.session = Some((session.0, session.1 + 1));
+        Ok(result?.1)
     }
 
     async fn create_session(&self) -> Result<(String, Duration), String> {
@@ -371,6 +457,8 @@ impl Worker for ChorusWorker {
                 self.get(session, pb::Consistency::Stale).await?
             }
             Shape::Mix => self.mix_step().await?,
+            Shape::RestCreateSession => self.rest_create_session().await?.1,
+            Shape::RestCreateConnection => self.rest_next_connection().await?,
             Shape::Reconnect => {
                 let (target, endpoint) = self.reconnect.as_ref().expect("reconnect workers");
                 let request = pb::GetSessionRequest {
@@ -454,6 +542,15 @@ pub async fn workers(target: &Target, plan: Plan) -> BenchResult<Vec<ChorusWorke
         .iter()
         .map(|c| ChorusWorker::new(shape, c.clone(), server_data.clone()))
         .collect();
+    if matches!(
+        shape,
+        Shape::RestCreateSession | Shape::RestCreateConnection
+    ) {
+        let rest = target.http_clients(via, clients).await?;
+        for (worker, http) in workers.iter_mut().zip(rest) {
+            worker.rest = Some(http);
+        }
+    }
     if matches!(shape, Shape::Join | Shape::Mix) {
         let nodes = MediaNodes::start(made[0].clone()).await?;
         for worker in &mut workers {
