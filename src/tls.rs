@@ -123,8 +123,14 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Builds a server configuration from `files`, speaking HTTP/2 (ALPN `h2`).
-fn server_config(files: &ServerFiles) -> Result<ServerConfig, TlsError> {
+/// What a port speaks, offered in ALPN: gRPC is HTTP/2 alone.
+pub const GRPC: &[&[u8]] = &[b"h2"];
+/// An HTTP port speaks both (browsers and most HTTP clients prefer HTTP/1.1 or offer no
+/// ALPN at all).
+pub const HTTP: &[&[u8]] = &[b"h2", b"http/1.1"];
+
+/// Builds a server configuration from `files`, offering the protocols `alpn`.
+fn server_config(files: &ServerFiles, alpn: &[&[u8]]) -> Result<ServerConfig, TlsError> {
     let rustls_error = |e: rustls::Error| TlsError::Rustls(e.to_string());
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -148,7 +154,7 @@ fn server_config(files: &ServerFiles) -> Result<ServerConfig, TlsError> {
                 files.key.display()
             ))
         })?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
 }
 
@@ -171,18 +177,29 @@ fn stamps(files: &ServerFiles) -> Stamps {
 pub struct ServerTls {
     name: &'static str,
     files: ServerFiles,
+    alpn: &'static [&'static [u8]],
     current: RwLock<Arc<ServerConfig>>,
     stamps: Mutex<Stamps>,
 }
 
 impl ServerTls {
-    /// Loads `files` for the port called `name` (in log lines).
+    /// Loads `files` for the gRPC port called `name` (in log lines).
     pub fn load(name: &'static str, files: ServerFiles) -> Result<Arc<Self>, TlsError> {
+        Self::load_for(name, files, GRPC)
+    }
+
+    /// Loads `files` for a port speaking `alpn` ([`GRPC`] or [`HTTP`]).
+    pub fn load_for(
+        name: &'static str,
+        files: ServerFiles,
+        alpn: &'static [&'static [u8]],
+    ) -> Result<Arc<Self>, TlsError> {
         let stamped = stamps(&files);
-        let config = server_config(&files)?;
+        let config = server_config(&files, alpn)?;
         Ok(Arc::new(ServerTls {
             name,
             files,
+            alpn,
             current: RwLock::new(Arc::new(config)),
             stamps: Mutex::new(stamped),
         }))
@@ -192,7 +209,7 @@ impl ServerTls {
     /// connection from now on; otherwise keeps the current one.
     pub fn reload(&self) -> Result<(), TlsError> {
         let stamped = stamps(&self.files);
-        let config = server_config(&self.files)?;
+        let config = server_config(&self.files, self.alpn)?;
         *self.current.write().expect("tls config poisoned") = Arc::new(config);
         *self.stamps.lock().expect("tls stamps poisoned") = stamped;
         Ok(())

@@ -3,6 +3,8 @@
 //! status codes and bad bodies, with nothing changed by a refused request.
 
 mod common;
+#[path = "common/pki.rs"]
+mod pki;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -153,6 +155,65 @@ async fn the_official_node_client_runs_an_application_through_a_follower_across_
     assert_eq!(joined, 2, "one join per round");
     let finished = finished.expect("the flow never said done");
     eprintln!("node client flow: {finished}");
+}
+
+/// With `--tls-cert`/`--tls-key` the HTTP port serves HTTPS with the client port's
+/// certificate: the node client, trusting the CA, works; plain HTTP gets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_port_serves_https_with_the_client_port_certificate() {
+    let Some(dir) = node_client() else { return };
+    let certs = tempfile::tempdir().unwrap();
+    let ca = pki::Ca::new(certs.path(), "web");
+    let leaf = ca.issue("client");
+    let cluster = Cluster::start(
+        3,
+        Options {
+            extra_args: vec![
+                "--tls-cert".into(),
+                leaf.cert.display().to_string(),
+                "--tls-key".into(),
+                leaf.key.display().to_string(),
+            ],
+            client_ca: Some(ca.cert().to_owned()),
+            ..Options::default()
+        },
+    );
+    let via = follower(&cluster).await;
+    let addr = cluster.http_addr(via).to_owned();
+    // The node client's own calls, over HTTPS, from a few lines.
+    let script = r#"
+        const { OpenVidu } = require('openvidu-node-client');
+        const ov = new OpenVidu(process.env.OPENVIDU_URL, process.env.OPENVIDU_SECRET);
+        ov.enableProdMode();
+        ov.createSession({ customSessionId: 'secure' })
+            .then((s) => s.createConnection())
+            .then((c) => ov.fetch().then(() => console.log(`ok ${ov.activeSessions.length} ${c.status}`)))
+            .catch((e) => { console.error(`failed: ${e}`); process.exit(1); });
+    "#;
+    let out = tokio::process::Command::new("node")
+        .args(["-e", script])
+        .current_dir(&dir)
+        .env("OPENVIDU_URL", format!("https://{addr}"))
+        .env("OPENVIDU_SECRET", APP_SECRET)
+        .env("NODE_EXTRA_CA_CERTS", ca.cert())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok 1 pending");
+    let plain = HttpClient::new(&addr, Some(APP_SECRET))
+        .call("GET", "/openvidu/api/sessions", None)
+        .await;
+    assert!(
+        plain.is_err(),
+        "plain HTTP to the HTTPS port answered: {plain:?}"
+    );
 }
 
 /// One row of the endpoint table: a request and what it must answer.

@@ -439,7 +439,21 @@ impl Master {
             }
             None => None,
         };
-        let watched: Vec<_> = client_tls.iter().chain(&peer_tls).cloned().collect();
+        // The HTTP port serves the client port's certificate, offering HTTP/1.1 too.
+        let http_tls = match (&config.tls, &listeners.http) {
+            (Some(files), Some(_)) => Some(crate::tls::ServerTls::load_for(
+                "http",
+                files.clone(),
+                crate::tls::HTTP,
+            )?),
+            _ => None,
+        };
+        let watched: Vec<_> = client_tls
+            .iter()
+            .chain(&peer_tls)
+            .chain(&http_tls)
+            .cloned()
+            .collect();
         let reloaded = network.clone();
         tasks.spawn(crate::tls::watch(
             watched,
@@ -496,8 +510,7 @@ impl Master {
             })?;
             let router = crate::http::HttpApi::new(service.clone(), credentials.clone(), readiness)
                 .router(crate::http::body_limit(config.limits.max_data_bytes));
-            let incoming =
-                incoming::accept(listener, config.max_client_connections, client_tls.clone());
+            let incoming = incoming::accept(listener, config.max_client_connections, http_tls);
             tasks.spawn(crate::http::serve(
                 router,
                 incoming,
