@@ -1214,6 +1214,17 @@ fn media_node_json(
     }
 }
 
+/// The JSON of a write's media node.
+fn media_node_answer(api: &HttpApi, outcome: Outcome) -> Result<Response, Problem> {
+    match outcome {
+        Outcome::MediaNode(node) => {
+            let applied = api.service.local();
+            Ok(Json(media_node_json(api, &applied.state, &node, false)).into_response())
+        }
+        other => Err(problem(reused_request_id(other))),
+    }
+}
+
 /// GET /media-nodes: every registered node.
 async fn list_media_nodes(
     State(api): State<HttpApi>,
@@ -1288,16 +1299,10 @@ async fn add_media_node(
         environment_id,
         cores: body.cores.unwrap_or(1),
     };
-    match api
+    let outcome = api
         .write(&principal, "MediaNodeService/RegisterMediaNode", write)
-        .await?
-    {
-        Outcome::MediaNode(node) => {
-            let applied = api.service.local();
-            Ok(Json(media_node_json(&api, &applied.state, &node, false)).into_response())
-        }
-        other => Err(problem(reused_request_id(other))),
-    }
+        .await?;
+    media_node_answer(&api, outcome)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1335,16 +1340,10 @@ async fn set_media_node_status(
         id: node_id,
         status,
     };
-    match api
+    let outcome = api
         .write(&principal, "MediaNodeService/SetMediaNodeStatus", write)
-        .await?
-    {
-        Outcome::MediaNode(node) => {
-            let applied = api.service.local();
-            Ok(Json(media_node_json(&api, &applied.state, &node, false)).into_response())
-        }
-        other => Err(problem(reused_request_id(other))),
-    }
+        .await?;
+    media_node_answer(&api, outcome)
 }
 
 /// DELETE /media-nodes/{id}?deletion-strategy=…: `now` removes it at once, displacing
