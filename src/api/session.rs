@@ -103,7 +103,8 @@ pub fn session_weight(session: &crate::state::Session) -> usize {
                 + c.server_data.len()
                 + c.client_data.len()
                 + c.ip.len()
+                + c.options.as_deref().map_or(0, str::len)
         })
         .sum();
-    PER_MESSAGE + session.id.len() + connections
+    PER_MESSAGE + session.id.len() + session.options.as_deref().map_or(0, str::len) + connections
 }

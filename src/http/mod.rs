@@ -173,6 +173,11 @@ impl Problem {
 #[derive(Clone)]
 struct ProblemMessage(String);
 
+/// Marks an error status whose body is the endpoint's own (OpenVidu's `/health` 503
+/// `{"status":"DOWN"}`): [`error_bodies`] leaves it as it is.
+#[derive(Clone, Copy)]
+pub struct OwnBody;
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let mut response = self.status.into_response();
@@ -202,7 +207,9 @@ async fn error_bodies(request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
     let response = next.run(request).await;
     let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) {
+    if !(status.is_client_error() || status.is_server_error())
+        || response.extensions().get::<OwnBody>().is_some()
+    {
         return response;
     }
     let (mut parts, body) = response.into_parts();

@@ -100,7 +100,9 @@ pub(super) fn router(api: HttpApi) -> Router<HttpApi> {
         )
         .route("/signal", axum::routing::any(not_yet("signals")))
         .route("/restart", axum::routing::any(not_yet("restarts")))
-        .route_layer(middleware::from_fn_with_state(api, authenticate))
+        // Behind the secret too, as OpenVidu: an unknown path is 401 to a stranger.
+        .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .layer(middleware::from_fn_with_state(api, authenticate))
 }
 
 /// HTTP Basic `OPENVIDUAPP:<secret>`: the application secret, or the operator secret
@@ -228,7 +230,6 @@ fn rest_name(field: &str) -> String {
         "server_data" => "data".into(),
         "connection_type" => "type".into(),
         "media_node_id" => "mediaNode".into(),
-        "status" => "status".into(),
         _ => {
             let mut out = String::with_capacity(field.len());
             let mut upper = false;
@@ -342,13 +343,19 @@ struct MediaNodeRef {
 
 /// OpenVidu's RecordingProperties, checked and completed with OpenVidu's defaults, and
 /// kept with the session for the recordings to come.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", default)]
 struct RecordingProperties {
-    name: String,
-    has_audio: bool,
-    has_video: bool,
-    output_mode: String,
+    // Options, like every field: an explicit `null` means "the default", as OpenVidu
+    // takes it, and the defaults are filled in by `completed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    has_audio: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    has_video: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_mode: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     recording_layout: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -365,24 +372,6 @@ struct RecordingProperties {
     media_node: Option<MediaNodeRef>,
 }
 
-impl Default for RecordingProperties {
-    fn default() -> Self {
-        RecordingProperties {
-            name: String::new(),
-            has_audio: true,
-            has_video: true,
-            output_mode: "COMPOSED".into(),
-            recording_layout: None,
-            custom_layout: None,
-            resolution: None,
-            frame_rate: None,
-            shm_size: None,
-            ignore_failed_streams: None,
-            media_node: None,
-        }
-    }
-}
-
 const OUTPUT_MODES: [&str; 3] = ["COMPOSED", "COMPOSED_QUICK_START", "INDIVIDUAL"];
 const LAYOUTS: [&str; 5] = [
     "BEST_FIT",
@@ -396,29 +385,36 @@ impl RecordingProperties {
     /// Checks the values as OpenVidu does, and fills in its defaults.
     fn completed(mut self) -> Result<Self, Problem> {
         let field = |name: &str| format!("defaultRecordingProperties.{name}");
-        if !OUTPUT_MODES.contains(&self.output_mode.as_str()) {
+        let output_mode = self
+            .output_mode
+            .get_or_insert_with(|| "COMPOSED".into())
+            .clone();
+        if !OUTPUT_MODES.contains(&output_mode.as_str()) {
             return Err(Problem::bad_request(format!(
                 "{}: unknown value '{:.40}'; expected one of {}",
                 field("outputMode"),
-                self.output_mode,
+                output_mode,
                 OUTPUT_MODES.join(", ")
             )));
         }
-        if !self.has_audio && !self.has_video {
+        let has_audio = *self.has_audio.get_or_insert(true);
+        let has_video = *self.has_video.get_or_insert(true);
+        let name_len = self.name.get_or_insert_with(String::new).len();
+        if !has_audio && !has_video {
             return Err(Problem::bad_request(format!(
                 "{} and {}: cannot both be false",
                 field("hasAudio"),
                 field("hasVideo")
             )));
         }
-        if self.name.len() > 256 {
+        if name_len > 256 {
             return Err(Problem::bad_request(format!(
                 "{}: must be at most 256 bytes",
                 field("name")
             )));
         }
-        let composed = self.output_mode != "INDIVIDUAL";
-        if composed && self.has_video {
+        let composed = output_mode != "INDIVIDUAL";
+        if composed && has_video {
             let layout = self
                 .recording_layout
                 .get_or_insert_with(|| "BEST_FIT".into());
@@ -466,7 +462,7 @@ impl RecordingProperties {
             self.frame_rate = None;
             self.shm_size = None;
         }
-        if self.output_mode == "INDIVIDUAL" {
+        if output_mode == "INDIVIDUAL" {
             self.ignore_failed_streams.get_or_insert(false);
         } else {
             self.ignore_failed_streams = None;
@@ -522,9 +518,15 @@ async fn create_session(
     let method = "SessionService/CreateSession";
     match api
         .write_mapped(&principal, method, write, |error| match &error {
-            // A media node that does not exist is a bad body parameter to OpenVidu.
+            // Only an existing custom id is 409: the node client answers any 409 by
+            // fetching the session it asked for. A media node that does not exist or
+            // does not run is a bad body parameter to OpenVidu; so is whatever else
+            // the state refuses (an expired license says so).
             Error::Domain(state::Error::NotFound { .. }) => {
                 Problem::bad_request(format!("mediaNode: {error}"))
+            }
+            Error::Domain(state::Error::FailedPrecondition(_)) | Error::FailedPrecondition(_) => {
+                Problem::bad_request(error.to_string())
             }
             _ => problem(error),
         })
@@ -554,29 +556,37 @@ async fn list_sessions(
     let _ = query.web_rtc_stats;
     let pending = query.pending_connections.unwrap_or(false);
     let applied = api.read(&principal, "SessionService/ListSessions").await?;
-    let weight: usize = applied
-        .state
-        .sessions()
-        .map(crate::api::session_weight)
-        .sum();
-    if weight > MAX_LIST_BYTES {
-        return Err(Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the cluster's {} sessions weigh about {} MiB, over the {} MiB one answer may \
-                 hold; page through them with the gRPC SessionService.ListSessions",
-                applied.state.session_count(),
-                weight >> 20,
-                MAX_LIST_BYTES >> 20
-            ),
-        ));
-    }
+    within_budget(&applied.state, applied.state.sessions())?;
     let content: Vec<_> = applied
         .state
         .sessions()
         .map(|s| session_json(&applied.state, s, pending))
         .collect();
     Ok(Json(List::of(content)).into_response())
+}
+
+/// Refuses an answer that would render `sessions` heavier than [`MAX_LIST_BYTES`]
+/// (413): OpenVidu's lists have no paging, and the answer is built under the state's
+/// read lock.
+fn within_budget<'a>(
+    state: &state::State,
+    sessions: impl Iterator<Item = &'a Session>,
+) -> Result<(), Problem> {
+    let weight: usize = sessions.map(crate::api::session_weight).sum();
+    if weight > MAX_LIST_BYTES {
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the answer would hold about {} MiB of sessions ({} in the cluster), over the \
+                 {} MiB one answer may; page through them with the gRPC \
+                 SessionService.ListSessions",
+                weight >> 20,
+                state.session_count(),
+                MAX_LIST_BYTES >> 20
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// GET /sessions/{id}: 200 or 404.
@@ -863,12 +873,17 @@ async fn connection_answer(api: &HttpApi, outcome: Outcome) -> Result<Value, Pro
     if found || media_node_id.is_none() {
         return Ok(json);
     }
-    let applied = api
+    // The write is done: a read that fails now must not turn it into an error (the
+    // application would create the connection again). Without the node, the token
+    // comes bare, as for an unplaced session.
+    match api
         .service
         .read(Consistency::Linearizable, Instant::now() + DEADLINE)
         .await
-        .map_err(problem)?;
-    Ok(render(&applied.state).1)
+    {
+        Ok(applied) => Ok(render(&applied.state).1),
+        Err(_) => Ok(json),
+    }
 }
 
 /// GET /sessions/{id}/connection: the session's connections.
@@ -1129,6 +1144,7 @@ async fn health(State(api): State<HttpApi>) -> Response {
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
+            axum::Extension(super::OwnBody),
             Json(serde_json::json!({"status": "DOWN"})),
         )
             .into_response()
@@ -1236,6 +1252,9 @@ async fn list_media_nodes(
         .read(&principal, "MediaNodeService/ListMediaNodes")
         .await?;
     let with_sessions = query.sessions.unwrap_or(false);
+    if with_sessions {
+        within_budget(&applied.state, applied.state.sessions())?;
+    }
     let content = applied
         .state
         .media_nodes()
@@ -1258,6 +1277,13 @@ async fn get_media_node(
         .state
         .find_media_node(&node_id)
         .map_err(|e| problem(e.into()))?;
+    if query.sessions.unwrap_or(false) {
+        let hosted = applied
+            .state
+            .session_ids_on(&node_id)
+            .filter_map(|id| applied.state.session(id));
+        within_budget(&applied.state, hosted)?;
+    }
     let json = media_node_json(&api, &applied.state, node, query.sessions.unwrap_or(false));
     Ok(Json(json).into_response())
 }
@@ -1323,6 +1349,7 @@ async fn set_media_node_status(
     let body: StatusBody = body(&bytes)?;
     let status = parse::<MediaNodeStatus>(body.status.as_deref(), "status")?
         .ok_or_else(|| Problem::bad_request("status: is required"))?;
+    allow(&principal, "MediaNodeService/SetMediaNodeStatus")?;
     let current = {
         let applied = api
             .read(&principal, "MediaNodeService/GetMediaNode")
@@ -1348,8 +1375,9 @@ async fn set_media_node_status(
 
 /// DELETE /media-nodes/{id}?deletion-strategy=…: `now` removes it at once, displacing
 /// its sessions (they are placed elsewhere); `if-no-sessions` (the default) removes it
-/// only if it hosts none (409 otherwise); `when-no-sessions` drains it: 202 while it
-/// still hosts sessions, 204 once removed.
+/// only if it hosts none (409 otherwise); `when-no-sessions` removes it at once if it
+/// hosts none (204), or drains it (202): it takes no new sessions and becomes
+/// TERMINATING when its last one ends, to be deregistered then.
 async fn remove_media_node(
     State(api): State<HttpApi>,
     Extension(principal): Extension<Principal>,
@@ -1366,6 +1394,7 @@ async fn remove_media_node(
         force,
     };
     let method = "MediaNodeService/DeregisterMediaNode";
+    allow(&principal, method)?;
     let write = match strategy {
         "now" => deregister(true),
         "if-no-sessions" => deregister(false),

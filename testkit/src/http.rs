@@ -11,6 +11,9 @@ use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
+/// How long a call may take before it fails: a hung server fails the test, not hangs it.
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// An answer: its status and body.
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -47,8 +50,26 @@ impl HttpClient {
         }
     }
 
-    /// Sends `method path` with `body` (JSON) and reads the whole answer.
+    /// Sends `method path` with `body` (JSON) and reads the whole answer, within 30 s.
     pub async fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> io::Result<Reply> {
+        match tokio::time::timeout(CALL_TIMEOUT, self.call_once(method, path, body)).await {
+            Ok(reply) => reply,
+            Err(_) => {
+                self.connection = None;
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("{method} {path}: no answer within {CALL_TIMEOUT:?}"),
+                ))
+            }
+        }
+    }
+
+    async fn call_once(
         &mut self,
         method: &str,
         path: &str,
