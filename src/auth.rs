@@ -28,14 +28,15 @@ use tonic::{Request, Status};
 /// Checks `authorization: Bearer <secret>` on incoming requests.
 #[derive(Clone)]
 pub struct BearerCheck {
-    expected: std::sync::Arc<[u8]>,
+    /// SHA-256 of `Bearer <secret>`, compared as [`Credentials`] compares.
+    expected: [u8; 32],
 }
 
 impl BearerCheck {
     /// Accepts requests that carry exactly `secret`.
     pub fn new(secret: &str) -> Self {
         BearerCheck {
-            expected: format!("Bearer {secret}").into_bytes().into(),
+            expected: digest(format!("Bearer {secret}").as_bytes()),
         }
     }
 
@@ -44,7 +45,7 @@ impl BearerCheck {
         let presented = metadata
             .get("authorization")
             .ok_or_else(|| Status::unauthenticated("missing `authorization: Bearer <secret>`"))?;
-        if bool::from(presented.as_bytes().ct_eq(&self.expected)) {
+        if bool::from(digest(presented.as_bytes()).ct_eq(&self.expected)) {
             Ok(())
         } else {
             Err(Status::unauthenticated("wrong secret"))

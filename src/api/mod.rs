@@ -258,8 +258,9 @@ where
     }
 }
 
-/// Parses the wire name in request field `field`; an error names that field.
-fn parse<T>(value: &str, field: &str) -> Result<T, Error>
+/// Parses the wire name in request field `field`; an error names that field. The REST
+/// API parses its bodies' enums with it too.
+pub(crate) fn parse<T>(value: &str, field: &str) -> Result<T, Error>
 where
     T: std::str::FromStr<Err = crate::state::Error>,
 {

@@ -190,24 +190,20 @@ impl HttpApi {
 
 /// The HTTP status of a service error, OpenVidu's where it has one.
 fn problem(error: Error) -> Problem {
-    let status = match &error {
-        Error::Domain(domain) => match domain {
-            state::Error::InvalidArgument { .. } | state::Error::ResourceExhausted(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            state::Error::NotFound { .. } => StatusCode::NOT_FOUND,
-            state::Error::AlreadyExists { .. } | state::Error::FailedPrecondition(_) => {
-                StatusCode::CONFLICT
-            }
-        },
-        Error::InvalidArgument { .. } => StatusCode::BAD_REQUEST,
-        Error::FailedPrecondition(_) => StatusCode::CONFLICT,
-        Error::Unavailable(_) | Error::Unreachable(_) | Error::NotLeader { .. } => {
+    use tonic::Code;
+    // The one classification of errors, `impl From<Error> for tonic::Status`, read as
+    // HTTP: rules are not mapped twice.
+    let code = tonic::Status::from(error.clone()).code();
+    let status = match code {
+        Code::InvalidArgument | Code::ResourceExhausted => StatusCode::BAD_REQUEST,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::FailedPrecondition => StatusCode::CONFLICT,
+        Code::Unavailable => {
             let mut problem = Problem::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string());
             problem.retry_after = Some(Duration::from_secs(1));
             return problem;
         }
-        Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     Problem::new(status, camel_case_fields(&error))
 }
@@ -289,20 +285,13 @@ fn body<T: DeserializeOwned + Default>(bytes: &Bytes) -> Result<T, Problem> {
     Ok(value)
 }
 
-/// Parses one of the domain's wire names in REST field `field`.
+/// Parses one of the domain's wire names in REST field `field`, as the gRPC API does.
 fn parse<T>(value: Option<&str>, field: &str) -> Result<Option<T>, Problem>
 where
     T: std::str::FromStr<Err = state::Error>,
 {
     value
-        .map(|text| {
-            text.parse().map_err(|e| match e {
-                state::Error::InvalidArgument { reason, .. } => {
-                    Problem::bad_request(format!("{field}: {reason}"))
-                }
-                other => Problem::bad_request(other.to_string()),
-            })
-        })
+        .map(|text| crate::api::parse(text, field).map_err(problem))
         .transpose()
 }
 
@@ -371,6 +360,12 @@ struct RecordingProperties {
     #[serde(skip_serializing_if = "Option::is_none")]
     media_node: Option<MediaNodeRef>,
 }
+
+/// OpenVidu's default recording properties, completed: what a session created without
+/// them (over gRPC) shows.
+static DEFAULT_RECORDING: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+    serde_json::to_value(RecordingProperties::default().completed().ok()).unwrap_or_default()
+});
 
 const OUTPUT_MODES: [&str; 3] = ["COMPOSED", "COMPOSED_QUICK_START", "INDIVIDUAL"];
 const LAYOUTS: [&str; 5] = [
@@ -664,10 +659,7 @@ fn session_json<'a>(state: &'a state::State, s: &'a Session, pending: bool) -> S
     let mut options = options_of(s.options.as_deref());
     options
         .entry("defaultRecordingProperties")
-        .or_insert_with(|| {
-            serde_json::to_value(RecordingProperties::default().completed().ok())
-                .unwrap_or_default()
-        });
+        .or_insert_with(|| DEFAULT_RECORDING.clone());
     let connections = s
         .connections
         .values()
