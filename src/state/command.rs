@@ -215,6 +215,17 @@ pub enum Op {
         /// Node id → core-minutes to add.
         minutes: BTreeMap<String, u64>,
     },
+    /// Retention: drop the events before `keep_from`. Returns `Outcome::EventsTrimmed`.
+    TrimEvents {
+        /// The oldest event id to keep.
+        keep_from: u64,
+    },
+    /// The webhook receiver acknowledged every event up to `through`. Returns
+    /// `Outcome::WebhookDelivered`.
+    WebhookDelivered {
+        /// The last event id delivered (or, past a gap, given up on).
+        through: u64,
+    },
 }
 
 impl Op {
@@ -315,6 +326,19 @@ pub enum Outcome {
     License(License),
     /// The advice as recorded.
     AutoscalingAdvised(AutoscalingAdvice),
+    /// Retention dropped the events before `oldest`.
+    EventsTrimmed {
+        /// The oldest event id held now (the next to come if none is held).
+        oldest: u64,
+    },
+    /// The webhook's delivered mark after the op.
+    WebhookDelivered {
+        /// Every event up to this id is delivered.
+        delivered: u64,
+        /// Events `(first, last)` that retention dropped before delivery, if the mark
+        /// jumped over any.
+        lost: Option<(u64, u64)>,
+    },
 }
 
 impl std::fmt::Display for Command {
@@ -338,6 +362,8 @@ impl std::fmt::Display for Command {
             Op::UsageRecorded { .. } => "UsageRecorded",
             Op::MasterJoined { .. } => "MasterJoined",
             Op::AutoscalingAdvised(_) => "AutoscalingAdvised",
+            Op::TrimEvents { .. } => "TrimEvents",
+            Op::WebhookDelivered { .. } => "WebhookDelivered",
         };
         match &self.request_id {
             Some(id) => write!(f, "{name}(request_id={id:.40})"),

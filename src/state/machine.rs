@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::event::{Before, EventLog};
 use super::{
     AutoscalingAdvice, Command, Connection, ConnectionStatus, Error, License, LicenseStatus,
     MediaNode, MediaNodeStatus, Millis, Op, RequestLog, Response, Session, TokenOwner,
@@ -45,6 +46,8 @@ pub struct State {
     pub(super) joined_masters: BTreeSet<u64>,
     /// The leader's last autoscaling advice.
     pub(super) autoscaling: Option<AutoscalingAdvice>,
+    /// What happened, as OpenVidu's webhooks report it, and the webhook's progress.
+    pub(super) events: EventLog,
 }
 
 /// The log position and log time at which an op applies.
@@ -80,7 +83,11 @@ impl State {
             }
         }
 
+        let before = Before::of(self, &command.op);
         let response = self.execute(tick, &command.op);
+        if let Ok(outcome) = &response {
+            self.record_events(tick.now, &command.op, outcome, before);
+        }
 
         if response.is_ok() || command.request_id.is_some() {
             self.clock = tick.now;
@@ -144,6 +151,8 @@ impl State {
             } => self.usage_recorded(*since, *until, minutes),
             Op::MasterJoined { id } => self.master_joined(*id),
             Op::AutoscalingAdvised(advice) => self.autoscaling_advised(tick.now, advice),
+            Op::TrimEvents { keep_from } => self.trim_events(*keep_from),
+            Op::WebhookDelivered { through } => self.webhook_delivered(*through),
         }
     }
 
@@ -403,6 +412,7 @@ impl State {
             "zero usage kept: {license:?}"
         );
         self.requests.assert_consistent();
+        self.events.assert_consistent();
     }
 }
 

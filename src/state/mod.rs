@@ -31,6 +31,8 @@
 //! - `session`, `connection`, `media_node`, `license`: each domain type with the
 //!   rules of the ops that change it;
 //! - `request_log`: the bounded request-id memory;
+//! - `event`: the events applying emits (OpenVidu's webhook events), their retention
+//!   and the webhook's delivered mark;
 //! - `machine`: `State`, `apply`, the digest, read accessors and invariants;
 //! - `id`: what valid ids and tokens look like, and token derivation;
 //! - `error`: the one semantic `Error`;
@@ -49,6 +51,7 @@ mod autoscaling;
 mod command;
 mod connection;
 mod error;
+mod event;
 mod id;
 mod license;
 mod machine;
@@ -65,6 +68,9 @@ pub use connection::{
     Connection, ConnectionStatus, ConnectionType, MAX_IP_LEN, MAX_OPTIONS_BYTES, Role, TokenOwner,
 };
 pub use error::Error;
+pub use event::{
+    Compacted, Event, EventKind, EventLog, LeaveReason, MAX_RETAINED_EVENTS, SessionEnd,
+};
 pub use id::{
     CONNECTION_ID_PREFIX, DERIVED_TOKEN_SECRET_LEN, MAX_CONNECTION_ID_LEN, MAX_ID_LEN,
     MAX_REQUEST_ID_LEN, MAX_TOKEN_SECRET_LEN, MIN_TOKEN_SECRET_LEN, TOKEN_PREFIX, derive_token,
