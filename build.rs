@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/chorus/v1/connection.proto",
         "proto/chorus/v1/media_node.proto",
         "proto/chorus/v1/license.proto",
+        "proto/chorus/v1/event.proto",
         "proto/chorus/license/v1/authority.proto",
     ];
     tonic_prost_build::configure()

@@ -261,7 +261,8 @@ pub fn permitted(path: &str, principal: &Principal) -> Result<(), Status> {
         | "MediaNodeService/DeregisterMediaNode" => &[MediaNode],
         _ if method.starts_with("SessionService/")
             || method.starts_with("ConnectionService/")
-            || method.starts_with("LicenseService/") =>
+            || method.starts_with("LicenseService/")
+            || method.starts_with("EventService/") =>
         {
             &[Application]
         }

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::events::Retention;
+use crate::events::webhook::WebhookConfig;
 use crate::fleet::Policy;
 use crate::license::{LicenseConfig, Source};
 use crate::state::{Limits, TrustPolicy};
@@ -102,6 +104,12 @@ pub struct Config {
     pub autoscaling: Option<Policy>,
     /// License checks; `None` when no license is configured (the status stays VALID).
     pub license: Option<LicenseConfig>,
+    /// How many events are kept, and how long.
+    pub event_retention: Retention,
+    /// Most EventService.Watch streams open at once.
+    pub max_event_watches: usize,
+    /// Where events are POSTed; `None` when no webhook is configured.
+    pub webhook: Option<WebhookConfig>,
 }
 
 /// Declares every key of `chorus serve` once, as `name: type [= default], "ENV_VAR"
@@ -272,6 +280,26 @@ settings! {
     license_base_allowance: u32 = 6, "CHORUS_LICENSE_BASE_ALLOWANCE";
     /// Cores each master counts for in usage and core limits; default: this host's.
     license_master_cores: u32, "CHORUS_LICENSE_MASTER_CORES";
+    // A day of events, up to 100k of them (about 200 bytes each in memory and in
+    // snapshots): enough for a watcher or a receiver to come back after an outage.
+    /// Events kept for EventService.Watch and the webhook (newest first).
+    event_retention: u64 = 100_000, "CHORUS_EVENT_RETENTION";
+    /// Events older than this (log time) are dropped, ms.
+    event_retention_ms: u64 = 24 * 3600 * 1000, "CHORUS_EVENT_RETENTION_MS";
+    /// Most EventService.Watch streams open at once on this master.
+    max_event_watches: usize = 1024, "CHORUS_MAX_EVENT_WATCHES";
+    /// Webhook: the URL (http:// or https://) every event is POSTed to.
+    webhook_endpoint: String, "CHORUS_WEBHOOK_ENDPOINT";
+    /// Webhook: headers on every request, "Name: value,Name: value" or a JSON array.
+    webhook_headers: String, "CHORUS_WEBHOOK_HEADERS", secret;
+    /// Webhook: the events sent, comma-separated names; default: all.
+    webhook_events: String, "CHORUS_WEBHOOK_EVENTS";
+    /// Webhook: key of the X-Chorus-Signature HMAC-SHA256 of each body.
+    webhook_secret: String, "CHORUS_WEBHOOK_SECRET", secret;
+    /// Webhook: file holding that key.
+    webhook_secret_file: PathBuf, "CHORUS_WEBHOOK_SECRET_FILE";
+    /// Webhook: CA of an https endpoint's certificate (default: the system's roots).
+    webhook_ca: PathBuf, "CHORUS_WEBHOOK_CA";
 }
 
 impl FileConfig {
@@ -286,6 +314,37 @@ impl FileConfig {
             source: Box::new(source),
         })
     }
+}
+
+/// The webhook settings, if an endpoint is given; the other webhook keys alone are
+/// refused.
+fn webhook(s: &Settings) -> Result<Option<WebhookConfig>, ConfigError> {
+    let secret = secret(
+        "webhook_secret",
+        s.webhook_secret.clone(),
+        s.webhook_secret_file.as_deref(),
+    )?;
+    let Some(endpoint) = &s.webhook_endpoint else {
+        let stray = [
+            ("webhook_headers", s.webhook_headers.is_some()),
+            ("webhook_events", s.webhook_events.is_some()),
+            ("webhook_secret", secret.is_some()),
+            ("webhook_ca", s.webhook_ca.is_some()),
+        ];
+        return match stray.iter().find(|(_, given)| *given) {
+            Some((key, _)) => Err(invalid(key, "is only used with webhook_endpoint")),
+            None => Ok(None),
+        };
+    };
+    WebhookConfig::parse(
+        endpoint,
+        s.webhook_headers.as_deref(),
+        s.webhook_events.as_deref(),
+        secret.map(String::into_bytes),
+        s.webhook_ca.clone(),
+    )
+    .map(Some)
+    .map_err(|(key, reason)| invalid(key, reason))
 }
 
 /// The license settings: online (key and authority), offline (file and public key),
@@ -446,6 +505,14 @@ impl Config {
                 max_load: s.autoscaling_max_load,
             }),
             license: license(&s)?,
+            event_retention: Retention {
+                count: s.event_retention,
+                max_age: Duration::from_millis(s.event_retention_ms),
+            }
+            .validate()
+            .map_err(|(key, reason)| invalid(key, reason))?,
+            max_event_watches: s.max_event_watches,
+            webhook: webhook(&s)?,
         };
         config.validate()?;
         Ok(config)

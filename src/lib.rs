@@ -15,6 +15,7 @@
 //! - [`network`]: Raft RPCs and forwarding between masters over tonic (the peer port);
 //! - [`api`]: the public gRPC API (the client port);
 //! - [`client`]: the typed client of that API, with failover and retries;
+//! - [`events`]: events as applications receive them: the Watch feed, retention, webhooks;
 //! - [`leader`]: tasks that run only on the leader and act by proposing commands;
 //! - [`license`]: license files and the license authority;
 //! - [`master`]: one master, its start-up and graceful shutdown;
@@ -31,6 +32,7 @@ pub mod codec;
 pub mod config;
 pub mod deadline;
 pub mod error;
+pub mod events;
 pub mod failpoint;
 pub mod fleet;
 pub mod http;

@@ -119,7 +119,7 @@ fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
 /// lacking post-quantum key exchange; aws-lc-rs has it but needs a C toolchain with
 /// cmake to build, which a fresh machine with only cargo lacks.
 #[allow(deprecated)]
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 

@@ -28,7 +28,15 @@ fn role_name(state: ServerState) -> &'static str {
 impl ClientApi {
     fn status_from(&self, m: &RaftMetrics<TypeConfig>) -> ClusterStatus {
         let (last_applied, digest) = self.applied_digest();
-        let autoscaling = read(&self.applied)
+        let applied = read(&self.applied);
+        let events = applied.state.events();
+        let (last_event_id, oldest_event_id, webhook_delivered, webhook_gaps) = (
+            events.last_id(),
+            events.oldest_id(),
+            events.delivered(),
+            events.gaps(),
+        );
+        let autoscaling = applied
             .state
             .autoscaling()
             .map(|a| pb::AutoscalingAdvice {
@@ -38,6 +46,7 @@ impl ClientApi {
                 average_load: a.average_load,
                 decided_at: a.decided_at,
             });
+        drop(applied);
         let membership = m.membership_config.membership();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
         let members = membership
@@ -83,6 +92,10 @@ impl ClientApi {
             joint: membership.get_joint_config().len() > 1,
             purged_index: m.purged.map_or(0, |id| id.index),
             autoscaling,
+            last_event_id,
+            oldest_event_id,
+            webhook_delivered,
+            webhook_gaps,
         }
     }
 

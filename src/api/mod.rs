@@ -16,6 +16,7 @@
 mod cluster;
 mod connection;
 mod convert;
+mod event;
 mod health;
 mod leader_hint;
 mod license;
@@ -26,11 +27,13 @@ use tonic::transport::server::Router;
 use tower::layer::util::{Identity, Stack};
 
 pub use health::{BoundedHealth, health_service, report_health};
+pub use event::{OLDEST_EVENT_HEADER, WATCH_FROM_HEADER};
 pub use leader_hint::{LEADER_HEADER, MASTER_HEADER};
 pub use session::session_weight;
 
 use crate::auth::{AuthLayer, Credentials};
 use crate::error::Error;
+use crate::events::EventFeed;
 use crate::license::LicenseConfig;
 use crate::raft::{Applied, NodeId, Raft, SharedApplied};
 use crate::service::{Consistency, Service, Write};
@@ -45,12 +48,13 @@ pub mod pb {
 }
 
 /// The public services, as reflection lists them.
-const SERVICE_NAMES: [&str; 5] = [
+const SERVICE_NAMES: [&str; 6] = [
     "chorus.v1.SessionService",
     "chorus.v1.ConnectionService",
     "chorus.v1.MediaNodeService",
     "chorus.v1.LicenseService",
     "chorus.v1.ClusterService",
+    "chorus.v1.EventService",
 ];
 
 /// A response rewrite applied to every call on the client port.
@@ -89,6 +93,11 @@ pub struct ClientApi {
     /// The state digest and the applied index it was computed at: hashing the whole
     /// state is O(state), and status is polled far more often than the state changes.
     digest: std::sync::Arc<std::sync::Mutex<(u64, String)>>,
+    /// Wakes event watches.
+    events: EventFeed,
+    /// Event watches still allowed to open.
+    event_watches: std::sync::Arc<tokio::sync::Semaphore>,
+    max_event_watches: usize,
 }
 
 impl ClientApi {
@@ -100,6 +109,8 @@ impl ClientApi {
         service: Service,
         license: Option<LicenseConfig>,
         max_message_bytes: usize,
+        events: EventFeed,
+        max_event_watches: usize,
     ) -> Self {
         ClientApi {
             id,
@@ -109,6 +120,9 @@ impl ClientApi {
             license,
             max_message_bytes,
             digest: Default::default(),
+            events,
+            event_watches: std::sync::Arc::new(tokio::sync::Semaphore::new(max_event_watches)),
+            max_event_watches,
         }
     }
 
@@ -170,6 +184,9 @@ impl ClientApi {
             ))
             .add_service(secured!(
                 pb::cluster_service_server::ClusterServiceServer<ClientApi>
+            ))
+            .add_service(secured!(
+                pb::event_service_server::EventServiceServer<ClientApi>
             )))
     }
 

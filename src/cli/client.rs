@@ -364,6 +364,63 @@ enum ConnectionCommand {
     },
 }
 
+/// `chorus events …`
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    connect: Connect,
+    #[command(subcommand)]
+    command: EventsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// Print events as they happen, from any master, resuming on another when one
+    /// goes away (one line each; `-o json`: one object each).
+    Watch {
+        /// Start with the retained events from this id on (1: all retained); default:
+        /// only events still to come.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Only these events (comma-separated names, e.g. participantJoined,participantLeft).
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
+        /// Only this session's events.
+        #[arg(long)]
+        session: Option<String>,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+}
+
+impl EventsArgs {
+    pub async fn run(self) -> Result<(), Status> {
+        use futures::StreamExt;
+        let c = &self.connect;
+        let client = c.client()?;
+        match self.command {
+            EventsCommand::Watch {
+                from,
+                events,
+                session,
+                count,
+            } => {
+                let stream = client.watch_events(pb::WatchRequest {
+                    from_event_id: from,
+                    events,
+                    session_id: session.unwrap_or_default(),
+                });
+                let mut stream = std::pin::pin!(stream.take(count.map_or(usize::MAX, |n| n as usize)));
+                while let Some(event) = stream.next().await {
+                    show(&event?, c)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// `chorus node …`
 #[derive(Debug, Args)]
 pub struct NodeArgs {

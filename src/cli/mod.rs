@@ -39,6 +39,8 @@ enum Command {
     Connection(client::ConnectionArgs),
     /// Register and manage media nodes.
     Node(client::NodeArgs),
+    /// Watch what happens in the cluster (OpenVidu's webhook events).
+    Events(client::EventsArgs),
     /// The license: cluster status, and offline license files.
     License(license::LicenseArgs),
     /// Run a license authority that checks license keys from a file.
@@ -76,6 +78,7 @@ impl Cli {
             Command::Session(args) => args.run().await.map_err(Into::into),
             Command::Connection(args) => args.run().await.map_err(Into::into),
             Command::Node(args) => args.run().await.map_err(Into::into),
+            Command::Events(args) => args.run().await.map_err(Into::into),
             Command::License(args) => args.run().await.map_err(Into::into),
             Command::Agent(args) => args.run().await.map_err(Into::into),
             Command::LicenseAuthority(args) => args.run().await,

@@ -273,6 +273,13 @@ impl Render for pb::DeregisterMediaNodeResponse {
     }
 }
 
+impl Render for pb::Event {
+    /// One line per event, as it streams: id, name, then OpenVidu's JSON body.
+    fn table(&self) -> String {
+        format!("{}  {}  {}\n", self.event_id, self.event, self.json)
+    }
+}
+
 impl Render for pb::LicenseStatus {
     fn table(&self) -> String {
         let mut out = fields(&[

@@ -336,6 +336,7 @@ macro_rules! service {
 
 use pb::cluster_service_client::ClusterServiceClient;
 use pb::connection_service_client::ConnectionServiceClient;
+use pb::event_service_client::EventServiceClient;
 use pb::license_service_client::LicenseServiceClient;
 use pb::media_node_service_client::MediaNodeServiceClient;
 use pb::session_service_client::SessionServiceClient;
@@ -477,6 +478,85 @@ impl Client {
         pb::TriggerSnapshotRequest => pb::TriggerSnapshotResponse
     );
 
+    /// EventService.Watch that survives the loss of a master: the events from
+    /// `request.from_event_id` on (0: those still to come), in order, each once.
+    ///
+    /// When the stream breaks (its master died or stops), the watch reopens on the next
+    /// master from the id after the last one received, so nothing is missed or repeated;
+    /// it gives up when no master takes it for the client's total timeout. OUT_OF_RANGE
+    /// (the next id is no longer retained) and other refusals end the stream with
+    /// that error.
+    pub fn watch_events(
+        &self,
+        request: pb::WatchRequest,
+    ) -> impl futures::Stream<Item = Result<pb::Event, Status>> + Send + 'static {
+        let watch = Resuming {
+            client: self.clone(),
+            request,
+            stream: None,
+            ended: false,
+        };
+        futures::stream::unfold(watch, |mut watch| async move {
+            let item = watch.next().await?;
+            Some((item, watch))
+        })
+    }
+
+    /// Opens a watch on some master, trying each in turn until the total timeout.
+    async fn open_watch(
+        &self,
+        request: &pb::WatchRequest,
+    ) -> Result<(tonic::Streaming<pb::Event>, u64), Status> {
+        let deadline = Instant::now() + self.timeouts.total;
+        let n = self.channels.len();
+        let first = self.preferred.load(Ordering::Relaxed);
+        let mut attempt = 0;
+        loop {
+            let i = (first + attempt) % n;
+            // No deadline on the request: the stream lives as long as the watcher wants;
+            // only the opening is bounded.
+            let opened = tokio::time::timeout(
+                self.timeouts.attempt,
+                service!(EventServiceClient, self.channels[i].clone())
+                    .watch(Request::new(request.clone())),
+            )
+            .await
+            .unwrap_or_else(|_| Err(Status::deadline_exceeded("no answer in time")));
+            let status = match opened {
+                Ok(response) => {
+                    let from = response
+                        .metadata()
+                        .get(crate::api::WATCH_FROM_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(request.from_event_id);
+                    self.preferred.store(i, Ordering::Relaxed);
+                    return Ok((response.into_inner(), from));
+                }
+                Err(status) if retryable(&status) => status,
+                Err(status) => return Err(status),
+            };
+            attempt += 1;
+            if attempt % n == 0 {
+                tokio::time::sleep_until(deadline.min(Instant::now() + self.timeouts.backoff))
+                    .await;
+            }
+            if Instant::now() >= deadline {
+                return Err(Status::new(
+                    status.code(),
+                    format!(
+                        "no master took the watch within {:?}; last error from {}: {}",
+                        self.timeouts.total,
+                        self.endpoints[i],
+                        status.message()
+                    ),
+                ));
+            }
+            // Another master's stream starts over at the master that answered next.
+            self.preferred.store((i + 1) % n, Ordering::Relaxed);
+        }
+    }
+
     /// ClusterService.GetClusterStatus from the master at `endpoints()[index]`, without
     /// retrying elsewhere: what that master itself sees.
     pub async fn cluster_status_of(&self, index: usize) -> Result<pb::ClusterStatus, Status> {
@@ -533,6 +613,58 @@ macro_rules! paged {
 paged!(pb::ListSessionsResponse, sessions);
 paged!(pb::ListConnectionsResponse, connections);
 paged!(pb::ListMediaNodesResponse, media_nodes);
+
+/// The state of [`Client::watch_events`].
+struct Resuming {
+    client: Client,
+    /// Its `from_event_id` is the next id wanted once a stream has opened.
+    request: pb::WatchRequest,
+    stream: Option<tonic::Streaming<pb::Event>>,
+    ended: bool,
+}
+
+impl Resuming {
+    async fn next(&mut self) -> Option<Result<pb::Event, Status>> {
+        loop {
+            if self.ended {
+                return None;
+            }
+            let stream = match &mut self.stream {
+                Some(stream) => stream,
+                None => match self.client.open_watch(&self.request).await {
+                    Ok((stream, from)) => {
+                        // Resuming from where this stream started, even if it ends before
+                        // its first event (a watch of events still to come).
+                        self.request.from_event_id = from;
+                        self.stream.insert(stream)
+                    }
+                    Err(status) => {
+                        self.ended = true;
+                        return Some(Err(status));
+                    }
+                },
+            };
+            match stream.message().await {
+                Ok(Some(event)) => {
+                    self.request.from_event_id = event.event_id + 1;
+                    return Some(Ok(event));
+                }
+                Ok(None) => self.stream = None,
+                Err(status) if retryable(&status) => {
+                    tracing::debug!("event watch broke ({status}); resuming elsewhere");
+                    self.stream = None;
+                    let n = self.client.channels.len();
+                    let at = self.client.preferred.load(Ordering::Relaxed);
+                    self.client.preferred.store((at + 1) % n, Ordering::Relaxed);
+                }
+                Err(status) => {
+                    self.ended = true;
+                    return Some(Err(status));
+                }
+            }
+        }
+    }
+}
 
 /// Fetches the page at `first_token` with `fetch`, then every page after it, as one
 /// answer whose `next_page_token` is empty.

@@ -1178,10 +1178,6 @@ struct MediaNodeJson {
     broadcasts: [(); 0],
 }
 
-fn rest_status(status: MediaNodeStatus) -> String {
-    status.as_str().to_ascii_lowercase().replace('_', "-")
-}
-
 fn media_node_json(
     api: &HttpApi,
     state: &state::State,
@@ -1214,7 +1210,7 @@ fn media_node_json(
         connection_time: node.registered_at,
         launching_time: node.registered_at,
         load: api.service.loads()(&node.id),
-        status: rest_status(node.status),
+        status: node.status.openvidu_name(),
         cores: node.cores,
         sessions,
         recordings: [],

@@ -291,9 +291,10 @@ async fn start_raft(
     network: &PeerNetwork,
     log: crate::storage::LogStore,
     snapshots: crate::storage::SnapshotStore,
-) -> Result<(Raft, SharedApplied), StartError> {
+) -> Result<(Raft, SharedApplied, tokio::sync::watch::Receiver<u64>), StartError> {
     let state_machine = StateMachineStore::open(snapshots)?;
     let applied = state_machine.applied();
+    let last_event = state_machine.last_event();
     let raft = Raft::new(
         config.id,
         raft_config(config)?,
@@ -303,7 +304,7 @@ async fn start_raft(
     )
     .await
     .map_err(|e| StartError::RaftStart(e.to_string()))?;
-    Ok((raft, applied))
+    Ok((raft, applied, last_event))
 }
 
 /// Initializes the group with every listed voter (only the master that forms it).
@@ -325,9 +326,25 @@ fn spawn_background_tasks(
     raft: &Raft,
     applied: &SharedApplied,
     fleet: &Fleet,
+    events: &crate::events::EventFeed,
     tasks: &Tasks,
 ) {
     tasks.spawn(log_changes(raft.clone(), tasks.stop.clone()));
+    tasks.spawn(crate::events::keep_retention(
+        raft.clone(),
+        applied.clone(),
+        config.event_retention,
+        tasks.stop.clone(),
+    ));
+    if let Some(webhook) = config.webhook.clone() {
+        tasks.spawn(crate::events::webhook::deliver(
+            raft.clone(),
+            applied.clone(),
+            events.clone(),
+            webhook,
+            tasks.stop.clone(),
+        ));
+    }
     tasks.spawn(crate::leader::record_joined_masters(
         raft.clone(),
         applied.clone(),
@@ -470,7 +487,9 @@ impl Master {
         } else {
             None
         };
-        let (raft, applied) = start_raft(&config, &network, store.log, store.snapshots).await?;
+        let (raft, applied, last_event) =
+            start_raft(&config, &network, store.log, store.snapshots).await?;
+        let events = crate::events::EventFeed::new(last_event, tasks.stop.clone());
         let fleet = Fleet::default();
         let network = Arc::new(network);
         let proposer = Proposer::new(
@@ -484,7 +503,7 @@ impl Master {
         if formation == Some(Formation::Initialize) {
             initialize(&config, &raft).await?;
         }
-        spawn_background_tasks(&config, &raft, &applied, &fleet, tasks);
+        spawn_background_tasks(&config, &raft, &applied, &fleet, &events, tasks);
         let (health_reporter, health_service) =
             crate::api::health_service(config.max_watch_streams);
         let (ready, readiness) = tokio::sync::watch::channel(false);
@@ -525,6 +544,8 @@ impl Master {
             service,
             config.license.clone(),
             config.max_message_bytes,
+            events,
+            config.max_event_watches,
         );
         let transport = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(incoming::KEEPALIVE_INTERVAL))

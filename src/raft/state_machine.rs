@@ -39,6 +39,8 @@ pub type SharedApplied = Arc<RwLock<Applied>>;
 pub struct StateMachineStore {
     applied: SharedApplied,
     snapshots: SnapshotStore,
+    /// The last event id applied, for the watchers of events.
+    last_event: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// A snapshot as openraft moves it: the postcard encoding of [`State`].
@@ -62,15 +64,31 @@ impl StateMachineStore {
                 "state restored from snapshot"
             );
         }
+        let last_event = applied.state.events().last_id();
         Ok(StateMachineStore {
             applied: Arc::new(RwLock::new(applied)),
             snapshots,
+            last_event: Arc::new(tokio::sync::watch::Sender::new(last_event)),
         })
     }
 
     /// The handle the API reads through.
     pub fn applied(&self) -> SharedApplied {
         self.applied.clone()
+    }
+
+    /// The last event id applied, updated after every batch of applied entries.
+    pub fn last_event(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.last_event.subscribe()
+    }
+
+    /// Wakes the event watchers if `last` is new.
+    fn events_applied(&self, last: u64) {
+        self.last_event.send_if_modified(|seen| {
+            let new = *seen != last;
+            *seen = last;
+            new
+        });
     }
 }
 
@@ -101,11 +119,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     where
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
+        let mut last_event = None;
         while let Some((entry, responder)) = entries.try_next().await? {
             let response = {
                 let mut applied = write(&self.applied);
                 applied.last_applied = Some(entry.log_id);
-                match entry.payload {
+                let response = match entry.payload {
                     EntryPayload::Blank => Ok(Outcome::RaftInternal),
                     EntryPayload::Normal(command) => {
                         applied.state.apply(entry.log_id.index, &command)
@@ -114,11 +133,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         applied.membership = StoredMembership::new(Some(entry.log_id), membership);
                         Ok(Outcome::RaftInternal)
                     }
-                }
+                };
+                last_event = Some(applied.state.events().last_id());
+                response
             };
             if let Some(responder) = responder {
                 responder.send(response);
             }
+        }
+        if let Some(last) = last_event {
+            self.events_applied(last);
         }
         Ok(())
     }
@@ -141,10 +165,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // Stored unless an equal or newer snapshot already is; the state follows the
         // leader's snapshot either way.
         self.snapshots.save(meta, data).await?;
-        let mut applied = write(&self.applied);
-        applied.state = state;
-        applied.last_applied = meta.last_log_id;
-        applied.membership = meta.last_membership.clone();
+        let last_event = state.events().last_id();
+        {
+            let mut applied = write(&self.applied);
+            applied.state = state;
+            applied.last_applied = meta.last_log_id;
+            applied.membership = meta.last_membership.clone();
+        }
+        self.events_applied(last_event);
         tracing::info!(
             index = meta.last_log_id.map(|id| id.index),
             bytes,

@@ -139,6 +139,83 @@ pub enum EventKind {
     },
 }
 
+impl EventKind {
+    /// Every event name, as OpenVidu's webhooks spell it in their `event` field (the
+    /// ones Chorus adds included).
+    pub const NAMES: &'static [&'static str] = &[
+        "sessionCreated",
+        "sessionDestroyed",
+        "sessionPlaced",
+        "connectionCreated",
+        "connectionUpdated",
+        "connectionDeleted",
+        "participantJoined",
+        "participantLeft",
+        "mediaNodeStatusChanged",
+        "nodeCrashed",
+        "nodeRecovered",
+        "autoscaling",
+        "webhookGap",
+    ];
+
+    /// This event's name (one of [`EventKind::NAMES`]).
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::SessionCreated { .. } => "sessionCreated",
+            EventKind::SessionDestroyed { .. } => "sessionDestroyed",
+            EventKind::SessionPlaced { .. } => "sessionPlaced",
+            EventKind::ConnectionCreated { .. } => "connectionCreated",
+            EventKind::ConnectionUpdated { .. } => "connectionUpdated",
+            EventKind::ConnectionDeleted { .. } => "connectionDeleted",
+            EventKind::ParticipantJoined { .. } => "participantJoined",
+            EventKind::ParticipantLeft { .. } => "participantLeft",
+            EventKind::MediaNodeStatusChanged { .. } => "mediaNodeStatusChanged",
+            EventKind::NodeCrashed { .. } => "nodeCrashed",
+            EventKind::NodeRecovered { .. } => "nodeRecovered",
+            EventKind::Autoscaling(_) => "autoscaling",
+            EventKind::WebhookGap { .. } => "webhookGap",
+        }
+    }
+
+    /// The session the event concerns, if one.
+    pub fn session_id(&self) -> Option<&str> {
+        match self {
+            EventKind::SessionCreated { session_id }
+            | EventKind::SessionDestroyed { session_id, .. }
+            | EventKind::SessionPlaced { session_id, .. }
+            | EventKind::ConnectionCreated { session_id, .. }
+            | EventKind::ConnectionUpdated { session_id, .. }
+            | EventKind::ConnectionDeleted { session_id, .. }
+            | EventKind::ParticipantJoined { session_id, .. }
+            | EventKind::ParticipantLeft { session_id, .. } => Some(session_id),
+            _ => None,
+        }
+    }
+
+    /// The connection the event concerns, if one.
+    pub fn connection_id(&self) -> Option<&str> {
+        match self {
+            EventKind::ConnectionCreated { connection_id, .. }
+            | EventKind::ConnectionUpdated { connection_id, .. }
+            | EventKind::ConnectionDeleted { connection_id, .. }
+            | EventKind::ParticipantJoined { connection_id, .. }
+            | EventKind::ParticipantLeft { connection_id, .. } => Some(connection_id),
+            _ => None,
+        }
+    }
+
+    /// The media node the event concerns, if one.
+    pub fn media_node_id(&self) -> Option<&str> {
+        match self {
+            EventKind::SessionPlaced { media_node_id, .. }
+            | EventKind::MediaNodeStatusChanged { media_node_id, .. }
+            | EventKind::NodeCrashed { media_node_id, .. }
+            | EventKind::NodeRecovered { media_node_id } => Some(media_node_id),
+            _ => None,
+        }
+    }
+}
+
 /// The retained events and the webhook's delivered mark.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventLog {

@@ -69,6 +69,13 @@ pub enum MediaNodeStatus {
     /// Stopped heartbeating while RUNNING; back to RUNNING if heartbeats resume.
     Crashed,
 }
+impl MediaNodeStatus {
+    /// The name OpenVidu's REST API and webhooks use: `waiting-idle-to-terminate`.
+    pub fn openvidu_name(self) -> String {
+        self.as_str().to_ascii_lowercase().replace('_', "-")
+    }
+}
+
 wire_names!(MediaNodeStatus, field = "status", {
     Launching => "LAUNCHING",
     Running => "RUNNING",

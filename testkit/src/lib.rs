@@ -9,7 +9,8 @@
 //! - [`Cluster`]: a group of `chorus serve` processes on loopback with their data dirs,
 //!   logs and addresses, restartable, optionally behind the proxies, and what they
 //!   report (status, leader, caught up);
-//! - [`HttpClient`]: a kept-alive HTTP/1.1 client of a master's HTTP port.
+//! - [`HttpClient`]: a kept-alive HTTP/1.1 client of a master's HTTP port;
+//! - [`WebhookReceiver`]: a real HTTP receiver of the webhooks, which can refuse or drop.
 
 mod cluster;
 mod disk;
@@ -17,6 +18,7 @@ mod http;
 mod port;
 mod process;
 mod proxy;
+mod webhook;
 
 pub use cluster::{Cluster, Master, Options, Program};
 pub use disk::SmallDisk;
@@ -24,3 +26,4 @@ pub use http::{HttpClient, Reply};
 pub use port::{free_addr, free_listener, free_port};
 pub use process::{Processes, cpu_seconds};
 pub use proxy::{Fault, Network};
+pub use webhook::{Delivery, Mode, WebhookReceiver};
