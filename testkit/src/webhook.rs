@@ -66,7 +66,9 @@ struct Shared {
 impl WebhookReceiver {
     /// Listens on a free loopback port; with `secret`, checks `X-Chorus-Signature`.
     pub async fn start(secret: Option<&[u8]>) -> std::io::Result<WebhookReceiver> {
-        let listener = tokio::net::TcpListener::from_std(crate::free_listener())?;
+        let listener = crate::free_listener();
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
         let addr = listener.local_addr()?;
         let state = Arc::new(Shared {
             mode: AtomicU8::new(Mode::Accept as u8),
