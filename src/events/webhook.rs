@@ -271,7 +271,7 @@ async fn lead(
                     "webhook: retention dropped events before they were delivered; \
                      reporting the gap and going on from {oldest}"
                 );
-                if report(raft, oldest - 1).await {
+                if report(raft, oldest - 1, Some(next)).await {
                     reported = oldest - 1;
                     next = oldest;
                 }
@@ -279,7 +279,7 @@ async fn lead(
             }
         };
         if batch.is_empty() {
-            if reported + 1 < next && report(raft, next - 1).await {
+            if reported + 1 < next && report(raft, next - 1, None).await {
                 reported = next - 1;
                 last_report = Instant::now();
             }
@@ -296,7 +296,7 @@ async fn lead(
                 return;
             }
             next = id + 1;
-            if last_report.elapsed() >= MARK_INTERVAL && report(raft, id).await {
+            if last_report.elapsed() >= MARK_INTERVAL && report(raft, id, None).await {
                 reported = id;
                 last_report = Instant::now();
             }
@@ -305,8 +305,8 @@ async fn lead(
 }
 
 /// Proposes the delivered mark; whether it committed.
-async fn report(raft: &Raft, through: u64) -> bool {
-    match propose(raft, None, Op::WebhookDelivered { through }).await {
+async fn report(raft: &Raft, through: u64, lost_from: Option<u64>) -> bool {
+    match propose(raft, None, Op::WebhookDelivered { through, lost_from }).await {
         Ok(_) => true,
         Err(e) => {
             tracing::debug!(through, "webhook: could not record the delivered mark: {e}");

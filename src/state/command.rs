@@ -225,6 +225,9 @@ pub enum Op {
     WebhookDelivered {
         /// The last event id delivered (or, past a gap, given up on).
         through: u64,
+        /// The first of the events up to `through` that retention dropped before the
+        /// sender read them (a gap), if any.
+        lost_from: Option<u64>,
     },
 }
 

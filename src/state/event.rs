@@ -425,11 +425,11 @@ impl State {
         })
     }
 
-    /// `Op::WebhookDelivered`: the receiver has every event up to `through`. A mark
-    /// that jumps over events retention dropped undelivered records the gap as an
-    /// event of its own; a mark behind the current one (a deposed leader's) changes
-    /// nothing.
-    pub(super) fn webhook_delivered(&mut self, through: u64) -> Response {
+    /// `Op::WebhookDelivered`: the receiver has every event up to `through`, except
+    /// `lost_from..=through` if given: events retention dropped before the sender got
+    /// them, recorded as a gap and reported by an event of its own. A mark behind the
+    /// current one (a deposed leader's) changes nothing.
+    pub(super) fn webhook_delivered(&mut self, through: u64, lost_from: Option<u64>) -> Response {
         let log = &mut self.events;
         if through > log.last_id() {
             return Err(Error::invalid_argument(
@@ -440,15 +440,26 @@ impl State {
                 ),
             ));
         }
+        if let Some(first) = lost_from
+            && !(1..=through).contains(&first)
+        {
+            return Err(Error::invalid_argument(
+                "lost_from",
+                format!("must lie between 1 and through ({through}), not {first}"),
+            ));
+        }
         let mut lost = None;
         if through > log.delivered {
-            let first_lost = log.delivered + 1;
-            let last_lost = through.min(log.oldest_id() - 1);
-            log.delivered = through;
-            if first_lost <= last_lost {
-                log.gaps += 1;
-                lost = Some((first_lost, last_lost));
+            if let Some(first) = lost_from {
+                // Only what is really gone, and not what an earlier mark covered.
+                let first = first.max(log.delivered + 1);
+                let last = through.min(log.oldest_id() - 1);
+                if first <= last {
+                    log.gaps += 1;
+                    lost = Some((first, last));
+                }
             }
+            log.delivered = through;
         }
         Ok(Outcome::WebhookDelivered {
             delivered: log.delivered,
@@ -863,7 +874,7 @@ mod tests {
             h.ok(create_session(&format!("s{n}")));
         }
         assert_eq!(
-            h.ok(Op::WebhookDelivered { through: 2 }),
+            h.ok(Op::WebhookDelivered { through: 2, lost_from: None }),
             Outcome::WebhookDelivered {
                 delivered: 2,
                 lost: None
@@ -871,9 +882,9 @@ mod tests {
         );
         // A deposed leader's late mark changes nothing.
         let digest = h.state.digest();
-        h.ok(Op::WebhookDelivered { through: 1 });
+        h.ok(Op::WebhookDelivered { through: 1, lost_from: None });
         assert_eq!(h.state.events().delivered(), 2);
-        let error = h.err(Op::WebhookDelivered { through: 7 });
+        let error = h.err(Op::WebhookDelivered { through: 7, lost_from: None });
         assert!(
             matches!(&error, Error::InvalidArgument { field, .. } if field == "through"),
             "{error}"
@@ -883,8 +894,17 @@ mod tests {
         // Retention drops 3 and 4 before they were delivered: jumping over them is a gap,
         // reported as an event of its own, which is then due like any other.
         h.ok(Op::TrimEvents { keep_from: 5 });
+        // Events the sender had in hand before they were dropped were delivered: no gap.
+        h.ok(Op::WebhookDelivered {
+            through: 2,
+            lost_from: Some(1),
+        });
+        assert_eq!(h.state.events().gaps(), 0);
         assert_eq!(
-            h.ok(Op::WebhookDelivered { through: 4 }),
+            h.ok(Op::WebhookDelivered {
+                through: 4,
+                lost_from: Some(3)
+            }),
             Outcome::WebhookDelivered {
                 delivered: 4,
                 lost: Some((3, 4))
@@ -895,7 +915,7 @@ mod tests {
         let last = log.from(log.last_id()).unwrap().next().unwrap();
         assert_eq!(last.kind, EventKind::WebhookGap { first: 3, last: 4 });
         assert_eq!(last.id, 7);
-        h.ok(Op::WebhookDelivered { through: 7 });
+        h.ok(Op::WebhookDelivered { through: 7, lost_from: None });
         assert_eq!(h.state.events().gaps(), 1);
     }
 
@@ -904,7 +924,7 @@ mod tests {
         let mut h = Harness::new();
         h.running_node("n1");
         h.ok(create_session("room"));
-        h.ok(Op::WebhookDelivered { through: 1 });
+        h.ok(Op::WebhookDelivered { through: 1, lost_from: None });
         let bytes = postcard::to_stdvec(&h.state).unwrap();
         let decoded: State = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(decoded.events(), h.state.events());

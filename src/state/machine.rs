@@ -152,7 +152,9 @@ impl State {
             Op::MasterJoined { id } => self.master_joined(*id),
             Op::AutoscalingAdvised(advice) => self.autoscaling_advised(tick.now, advice),
             Op::TrimEvents { keep_from } => self.trim_events(*keep_from),
-            Op::WebhookDelivered { through } => self.webhook_delivered(*through),
+            Op::WebhookDelivered { through, lost_from } => {
+                self.webhook_delivered(*through, *lost_from)
+            }
         }
     }
 
