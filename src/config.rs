@@ -860,7 +860,9 @@ mod tests {
                 Some(format!("CHORUS_{}", key.to_uppercase()).as_str()),
                 "{key}"
             );
-            let secret = key.ends_with("_secret") || key == "license_key";
+            // Webhook headers carry the receiver's credentials.
+            let secret =
+                key.ends_with("_secret") || key == "license_key" || key == "webhook_headers";
             assert_eq!(arg.is_hide_env_values_set(), secret, "{key}");
             keys += 1;
         }

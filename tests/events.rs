@@ -151,7 +151,10 @@ fn check_deliveries(deliveries: &[Delivery], events: &[pb::Event]) -> usize {
     let mut highest = 0;
     let mut repeats = 0;
     for d in deliveries {
-        assert_eq!(d.header_id, d.event_id, "X-Chorus-Event-Id names the body's event");
+        assert_eq!(
+            d.header_id, d.event_id,
+            "X-Chorus-Event-Id names the body's event"
+        );
         assert_eq!(d.authorization.as_deref(), Some("Bearer hook-token"));
         if let Some(seen) = first.get(&d.event_id) {
             assert_eq!(seen.body, d.body, "a redelivery carries the same body");
@@ -292,9 +295,11 @@ async fn the_webhook_delivers_every_event_in_order_across_leader_kills_and_recei
     let deliveries = receiver.accepted();
     let repeats = check_deliveries(&deliveries, &events);
     assert_eq!(receiver.bad_signatures(), 0, "every request was signed");
-    assert!(receiver.turned_away() > 0, "the outages turned requests away");
-    let names: std::collections::BTreeSet<&str> =
-        events.iter().map(|e| e.event.as_str()).collect();
+    assert!(
+        receiver.turned_away() > 0,
+        "the outages turned requests away"
+    );
+    let names: std::collections::BTreeSet<&str> = events.iter().map(|e| e.event.as_str()).collect();
     for expected in [
         "sessionCreated",
         "sessionDestroyed",
@@ -367,7 +372,10 @@ async fn a_watch_resumes_across_the_death_of_its_master_and_every_master_streams
     let a = all_events(&cluster, survivors[0]).await;
     let b = all_events(&cluster, survivors[1]).await;
     assert_eq!(a, b);
-    assert_eq!(a, seen, "the resumed watch saw exactly what the masters hold");
+    assert_eq!(
+        a, seen,
+        "the resumed watch saw exactly what the masters hold"
+    );
 
     // A filtered watch of one session, from the start.
     let only = watcher.watch_events(pb::WatchRequest {
@@ -377,7 +385,10 @@ async fn a_watch_resumes_across_the_death_of_its_master_and_every_master_streams
     });
     let filtered: Vec<pb::Event> = only.take(2).map(|e| e.unwrap()).collect().await;
     assert_eq!(
-        filtered.iter().map(|e| e.event.as_str()).collect::<Vec<_>>(),
+        filtered
+            .iter()
+            .map(|e| e.event.as_str())
+            .collect::<Vec<_>>(),
         ["sessionCreated", "connectionCreated"]
     );
     assert!(filtered.iter().all(|e| e.session_id == "after3"));
@@ -425,8 +436,7 @@ async fn retention_answers_out_of_range_and_the_webhook_reports_its_gap() {
     let oldest = cluster
         .eventually("retention trims to 10 events", || async {
             let status = cluster.status(cluster.current_leader().await?).await?;
-            (status.oldest_event_id + 9 == status.last_event_id
-                && status.oldest_event_id > 1)
+            (status.oldest_event_id + 9 == status.last_event_id && status.oldest_event_id > 1)
                 .then_some(status.oldest_event_id)
         })
         .await;
@@ -445,7 +455,10 @@ async fn retention_answers_out_of_range_and_the_webhook_reports_its_gap() {
         .and_then(|v| v.parse::<u64>().ok())
         .expect("the oldest id in the trailer");
     assert!(named >= oldest, "{named} < {oldest}");
-    assert!(error.message().contains(&format!("the oldest is {named}")), "{error:?}");
+    assert!(
+        error.message().contains(&format!("the oldest is {named}")),
+        "{error:?}"
+    );
     // From the oldest on, it streams.
     let from_oldest = client.watch_events(pb::WatchRequest {
         from_event_id: named,
@@ -458,10 +471,16 @@ async fn retention_answers_out_of_range_and_the_webhook_reports_its_gap() {
     // else arrives in order. (What the sender held in hand when the events were dropped
     // may still arrive before the gap.)
     receiver.set_mode(Mode::Accept);
-    let last = cluster.status(cluster.leader().await).await.unwrap().last_event_id;
+    let last = cluster
+        .status(cluster.leader().await)
+        .await
+        .unwrap()
+        .last_event_id;
     let arrived = tokio::time::timeout(
         PATIENCE,
-        receiver.wait_for(|d| d.iter().any(|d| d.event == "webhookGap") && d.iter().any(|d| d.event_id >= last)),
+        receiver.wait_for(|d| {
+            d.iter().any(|d| d.event == "webhookGap") && d.iter().any(|d| d.event_id >= last)
+        }),
     )
     .await;
     assert!(arrived.is_ok(), "no webhookGap event\n{}", cluster.logs());

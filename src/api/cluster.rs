@@ -36,16 +36,13 @@ impl ClientApi {
             events.delivered(),
             events.gaps(),
         );
-        let autoscaling = applied
-            .state
-            .autoscaling()
-            .map(|a| pb::AutoscalingAdvice {
-                launch: a.launch,
-                drain: a.drain.clone(),
-                running: a.running,
-                average_load: a.average_load,
-                decided_at: a.decided_at,
-            });
+        let autoscaling = applied.state.autoscaling().map(|a| pb::AutoscalingAdvice {
+            launch: a.launch,
+            drain: a.drain.clone(),
+            running: a.running,
+            average_load: a.average_load,
+            decided_at: a.decided_at,
+        });
         drop(applied);
         let membership = m.membership_config.membership();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();

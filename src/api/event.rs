@@ -23,6 +23,26 @@ pub const WATCH_FROM_HEADER: &str = "chorus-watch-from";
 /// backlog holds the read lock only this long at a time.
 const SCAN: usize = 1024;
 
+/// What the event watches of one master share: the feed that wakes them, and the bound
+/// on how many are open.
+#[derive(Clone)]
+pub struct EventWatches {
+    feed: EventFeed,
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+    max: usize,
+}
+
+impl EventWatches {
+    /// At most `max` watches at once, woken by `feed`.
+    pub fn new(feed: EventFeed, max: usize) -> Self {
+        EventWatches {
+            feed,
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(max)),
+            max,
+        }
+    }
+}
+
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -34,13 +54,14 @@ impl EventService for ClientApi {
         request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let permit = self
-            .event_watches
+            .watches
+            .permits
             .clone()
             .try_acquire_owned()
             .map_err(|_| {
                 Status::resource_exhausted(format!(
                     "this master serves {} event watches already; close one or watch through another master",
-                    self.max_event_watches
+                    self.watches.max
                 ))
             })?;
         // In touch with the leader and caught up to it at the start; from then on the
@@ -64,7 +85,7 @@ impl EventService for ClientApi {
         let filter = Filter::new("events", &request.events, optional(request.session_id))?;
         let watcher = Watcher {
             applied: self.applied.clone(),
-            feed: self.events.clone(),
+            feed: self.watches.feed.clone(),
             filter,
             cursor,
             ready: VecDeque::new(),

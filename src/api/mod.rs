@@ -26,14 +26,13 @@ mod session;
 use tonic::transport::server::Router;
 use tower::layer::util::{Identity, Stack};
 
+pub use event::{EventWatches, OLDEST_EVENT_HEADER, WATCH_FROM_HEADER};
 pub use health::{BoundedHealth, health_service, report_health};
-pub use event::{OLDEST_EVENT_HEADER, WATCH_FROM_HEADER};
 pub use leader_hint::{LEADER_HEADER, MASTER_HEADER};
 pub use session::session_weight;
 
 use crate::auth::{AuthLayer, Credentials};
 use crate::error::Error;
-use crate::events::EventFeed;
 use crate::license::LicenseConfig;
 use crate::raft::{Applied, NodeId, Raft, SharedApplied};
 use crate::service::{Consistency, Service, Write};
@@ -93,11 +92,8 @@ pub struct ClientApi {
     /// The state digest and the applied index it was computed at: hashing the whole
     /// state is O(state), and status is polled far more often than the state changes.
     digest: std::sync::Arc<std::sync::Mutex<(u64, String)>>,
-    /// Wakes event watches.
-    events: EventFeed,
-    /// Event watches still allowed to open.
-    event_watches: std::sync::Arc<tokio::sync::Semaphore>,
-    max_event_watches: usize,
+    /// The event watches: their feed and their bound.
+    watches: EventWatches,
 }
 
 impl ClientApi {
@@ -109,8 +105,7 @@ impl ClientApi {
         service: Service,
         license: Option<LicenseConfig>,
         max_message_bytes: usize,
-        events: EventFeed,
-        max_event_watches: usize,
+        watches: EventWatches,
     ) -> Self {
         ClientApi {
             id,
@@ -120,9 +115,7 @@ impl ClientApi {
             license,
             max_message_bytes,
             digest: Default::default(),
-            events,
-            event_watches: std::sync::Arc::new(tokio::sync::Semaphore::new(max_event_watches)),
-            max_event_watches,
+            watches,
         }
     }
 

@@ -411,7 +411,8 @@ impl EventsArgs {
                     events,
                     session_id: session.unwrap_or_default(),
                 });
-                let mut stream = std::pin::pin!(stream.take(count.map_or(usize::MAX, |n| n as usize)));
+                let mut stream =
+                    std::pin::pin!(stream.take(count.map_or(usize::MAX, |n| n as usize)));
                 while let Some(event) = stream.next().await {
                     show(&event?, c)?;
                 }

@@ -372,17 +372,36 @@ mod tests {
     #[test]
     fn a_filter_names_the_unknown_event_and_selects_by_name_and_session() {
         let error = Filter::new("events", ["participantJoined", "bogus"], None).unwrap_err();
-        assert!(error.to_string().contains("unknown event 'bogus'"), "{error}");
+        assert!(
+            error.to_string().contains("unknown event 'bogus'"),
+            "{error}"
+        );
         assert!(error.to_string().contains("events"), "{error}");
 
         let joined = event(EventKind::SessionCreated {
             session_id: "room".into(),
         });
         assert!(Filter::default().matches(&joined));
-        assert!(Filter::new("events", ["SESSIONCREATED"], None).unwrap().matches(&joined));
-        assert!(!Filter::new("events", ["sessionDestroyed"], None).unwrap().matches(&joined));
-        assert!(!Filter::new("events", [""; 0], Some("other".into())).unwrap().matches(&joined));
-        assert!(Filter::new("events", [" "], Some("room".into())).unwrap().matches(&joined));
+        assert!(
+            Filter::new("events", ["SESSIONCREATED"], None)
+                .unwrap()
+                .matches(&joined)
+        );
+        assert!(
+            !Filter::new("events", ["sessionDestroyed"], None)
+                .unwrap()
+                .matches(&joined)
+        );
+        assert!(
+            !Filter::new("events", [""; 0], Some("other".into()))
+                .unwrap()
+                .matches(&joined)
+        );
+        assert!(
+            Filter::new("events", [" "], Some("room".into()))
+                .unwrap()
+                .matches(&joined)
+        );
     }
 
     #[test]

@@ -77,7 +77,11 @@ impl std::fmt::Debug for WebhookConfig {
             .field("endpoint", &self.endpoint)
             .field(
                 "headers",
-                &self.headers.iter().map(|(name, _)| name).collect::<Vec<_>>(),
+                &self
+                    .headers
+                    .iter()
+                    .map(|(name, _)| name)
+                    .collect::<Vec<_>>(),
             )
             .field("filter", &self.filter)
             .field("secret", &self.secret.as_ref().map(|_| "…"))
@@ -216,7 +220,18 @@ pub async fn deliver(
     tracing::info!(endpoint = %config.endpoint, "webhook on");
     while !stop.is_cancelled() {
         match leading_term(&raft) {
-            Ok(term) => lead(&raft, &applied, &mut feed, &config, &mut poster, term, &stop).await,
+            Ok(term) => {
+                lead(
+                    &raft,
+                    &applied,
+                    &mut feed,
+                    &config,
+                    &mut poster,
+                    term,
+                    &stop,
+                )
+                .await
+            }
             Err(_) => {
                 let wait = raft.wait(Some(LEADERSHIP_RECHECK));
                 let leading = wait.metrics(|m| m.current_leader == Some(m.id), "this master leads");
@@ -253,9 +268,10 @@ async fn lead(
                     .take(BATCH)
                     .map(|event| {
                         let body = config.filter.matches(event).then(|| {
-                            Bytes::from(serde_json::to_vec(&render(event)).expect(
-                                "bug: a JSON value always serializes",
-                            ))
+                            Bytes::from(
+                                serde_json::to_vec(&render(event))
+                                    .expect("bug: a JSON value always serializes"),
+                            )
                         });
                         (event.id, body)
                     })
@@ -340,7 +356,11 @@ async fn post_until_delivered(
             }
             Err(_) => {
                 poster.reset();
-                tracing::warn!(event_id = id, attempt, "webhook: no answer in {REQUEST_TIMEOUT:?}")
+                tracing::warn!(
+                    event_id = id,
+                    attempt,
+                    "webhook: no answer in {REQUEST_TIMEOUT:?}"
+                )
             }
         }
         let pause = rand::rng().random_range(backoff / 2..=backoff);
@@ -422,17 +442,17 @@ impl Poster {
                     .connect(name.clone(), tcp)
                     .await
                     .map_err(|e| format!("TLS with {}: {e}", self.endpoint))?;
-                let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(handshake)?;
+                let (sender, connection) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                        .await
+                        .map_err(handshake)?;
                 tokio::spawn(connection);
                 sender
             }
             None => {
-                let (sender, connection) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-                        .await
-                        .map_err(handshake)?;
+                let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+                    .await
+                    .map_err(handshake)?;
                 tokio::spawn(connection);
                 sender
             }
@@ -450,7 +470,10 @@ impl Poster {
             .uri(self.path.as_str())
             .header(header::HOST, self.authority.as_str())
             .header(header::CONTENT_TYPE, "application/json")
-            .header(header::USER_AGENT, concat!("chorus/", env!("CARGO_PKG_VERSION")))
+            .header(
+                header::USER_AGENT,
+                concat!("chorus/", env!("CARGO_PKG_VERSION")),
+            )
             .header("x-chorus-event-id", id);
         for (name, value) in &self.headers {
             request = request.header(name, value);
@@ -499,7 +522,8 @@ mod tests {
     fn an_endpoint_must_be_an_http_url_and_the_error_names_the_setting() {
         for (bad, says) in [
             ("ftp://host/hook", "must be http:// or https://"),
-            ("host:80/hook", "must start with http:// or https://"),
+            ("host:80/hook", "is not a URL"),
+            ("example.com", "must start with http:// or https://"),
             ("not a url", "is not a URL"),
             ("/hook", "must start with"),
         ] {
@@ -507,8 +531,8 @@ mod tests {
             assert_eq!(key, "webhook_endpoint", "{bad}");
             assert!(reason.contains(says), "{bad}: {reason}");
         }
-        let config = WebhookConfig::parse("http://127.0.0.1:9/hook?x=1", None, None, None, None)
-            .unwrap();
+        let config =
+            WebhookConfig::parse("http://127.0.0.1:9/hook?x=1", None, None, None, None).unwrap();
         assert_eq!(config.endpoint.path_and_query().unwrap(), "/hook?x=1");
     }
 

@@ -544,8 +544,7 @@ impl Master {
             service,
             config.license.clone(),
             config.max_message_bytes,
-            events,
-            config.max_event_watches,
+            crate::api::EventWatches::new(events, config.max_event_watches),
         );
         let transport = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(incoming::KEEPALIVE_INTERVAL))

@@ -874,7 +874,10 @@ mod tests {
             h.ok(create_session(&format!("s{n}")));
         }
         assert_eq!(
-            h.ok(Op::WebhookDelivered { through: 2, lost_from: None }),
+            h.ok(Op::WebhookDelivered {
+                through: 2,
+                lost_from: None
+            }),
             Outcome::WebhookDelivered {
                 delivered: 2,
                 lost: None
@@ -882,9 +885,15 @@ mod tests {
         );
         // A deposed leader's late mark changes nothing.
         let digest = h.state.digest();
-        h.ok(Op::WebhookDelivered { through: 1, lost_from: None });
+        h.ok(Op::WebhookDelivered {
+            through: 1,
+            lost_from: None,
+        });
         assert_eq!(h.state.events().delivered(), 2);
-        let error = h.err(Op::WebhookDelivered { through: 7, lost_from: None });
+        let error = h.err(Op::WebhookDelivered {
+            through: 7,
+            lost_from: None,
+        });
         assert!(
             matches!(&error, Error::InvalidArgument { field, .. } if field == "through"),
             "{error}"
@@ -915,7 +924,10 @@ mod tests {
         let last = log.from(log.last_id()).unwrap().next().unwrap();
         assert_eq!(last.kind, EventKind::WebhookGap { first: 3, last: 4 });
         assert_eq!(last.id, 7);
-        h.ok(Op::WebhookDelivered { through: 7, lost_from: None });
+        h.ok(Op::WebhookDelivered {
+            through: 7,
+            lost_from: None,
+        });
         assert_eq!(h.state.events().gaps(), 1);
     }
 
@@ -924,7 +936,10 @@ mod tests {
         let mut h = Harness::new();
         h.running_node("n1");
         h.ok(create_session("room"));
-        h.ok(Op::WebhookDelivered { through: 1, lost_from: None });
+        h.ok(Op::WebhookDelivered {
+            through: 1,
+            lost_from: None,
+        });
         let bytes = postcard::to_stdvec(&h.state).unwrap();
         let decoded: State = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(decoded.events(), h.state.events());
