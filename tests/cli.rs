@@ -234,6 +234,60 @@ async fn client_commands_print_json_follow_failover_and_fail_with_the_code() {
     let (ok, _, stderr) = chorus(e, &["connection", "join", &token]);
     assert!(!ok);
     assert!(stderr.contains("FAILED_PRECONDITION"), "{stderr}");
+
+    // The events of all this, replayed through the dead master's successor.
+    let (ok, stdout, stderr) = chorus(
+        e,
+        &[
+            "events",
+            "watch",
+            "--from",
+            "1",
+            "--events",
+            "sessionCreated,participantJoined",
+            "--count",
+            "2",
+            "-o",
+            "json",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2, "{stdout}");
+    assert_eq!(events[0]["event"], "sessionCreated");
+    assert_eq!(events[1]["event"], "participantJoined");
+    assert!(events[0]["event_id"].as_u64() < events[1]["event_id"].as_u64());
+    let body: serde_json::Value =
+        serde_json::from_str(events[1]["json"].as_str().unwrap()).unwrap();
+    assert_eq!(body["sessionId"], "cli-room");
+    assert_eq!(body["clientData"], "hi");
+    let (ok, _, stderr) = chorus(e, &["events", "watch", "--events", "bogus"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("INVALID_ARGUMENT") && stderr.contains("bogus"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn serve_refuses_a_webhook_that_is_not_http_naming_the_flag() {
+    let out = Command::new(env!("CARGO_BIN_EXE_chorus"))
+        .args(["serve", "--id", "1", "--client-addr", "127.0.0.1:1"])
+        .args(["--peer-addr", "127.0.0.1:2", "--data-dir", "/nonexistent"])
+        .args(["--api-secret", "aaaaaaaa", "--cluster-secret", "bbbbbbbb"])
+        .args(["--operator-secret", "cccccccc"])
+        .args(["--webhook-endpoint", "ftp://example.com/hook"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`webhook_endpoint`") && stderr.contains("http:// or https://"),
+        "{stderr}"
+    );
 }
 
 /// `chorus license keygen|sign|verify` make and check offline license files with the

@@ -205,6 +205,7 @@ async fn run(args: Args) -> Result<bool, String> {
     let (acked_writes, lost) = checker::lost_writes::check(&history, &end);
     let once = checker::exactly_once::check(&history, &end);
     let invariants = checker::invariants::check(&history, &end);
+    let events = checker::events::check(&cluster, &history).await;
     let faults_kept = Finding {
         problems: faults
             .iter()
@@ -239,6 +240,7 @@ async fn run(args: Args) -> Result<bool, String> {
         ("no lost writes", &lost),
         ("exactly once", &once),
         ("invariants", &invariants),
+        ("events", &events),
         ("faults handled", &faults_kept),
         ("no zombie master", &zombies),
         ("log volume", &logs),
@@ -278,6 +280,7 @@ async fn run(args: Args) -> Result<bool, String> {
         "linearizable": linearizable.passed(),
         "exactly_once": once.passed(),
         "invariants": invariants.passed(),
+        "events": events.passed(),
         "faults_handled": faults_kept.passed(),
         "no_zombie": zombies.passed(),
         "max_log_lines_per_s": log_rate,

@@ -42,6 +42,11 @@ pub struct Delivery {
     pub authorization: Option<String>,
     /// When it arrived.
     pub at: Instant,
+    /// When it arrived, wall-clock milliseconds since the UNIX epoch (to compare with
+    /// the event's `timestamp`, the leader's clock when it proposed the command).
+    pub received_ms: u64,
+    /// The body's `timestamp`.
+    pub timestamp: u64,
 }
 
 /// The receiver; it stops serving when dropped.
@@ -212,6 +217,10 @@ impl Shared {
             header_id: header_id.unwrap_or(0),
             authorization,
             at: Instant::now(),
+            received_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            timestamp: json["timestamp"].as_u64().unwrap_or(0),
         };
         self.accepted.lock().unwrap().push(delivery);
         self.arrivals.send_modify(|n| *n += 1);

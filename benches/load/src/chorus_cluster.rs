@@ -76,6 +76,17 @@ impl Masters {
         Ok(self.kit.caught_up(PATIENCE).await?)
     }
 
+    /// The leader's last event id, once every master caught up.
+    pub async fn last_event_id(&self) -> BenchResult<u64> {
+        let leader = self.caught_up().await?;
+        let status = self
+            .kit
+            .status(leader)
+            .await
+            .ok_or("the leader does not answer")?;
+        Ok(status.last_event_id)
+    }
+
     /// Starts a stopped master again from its data dir.
     pub fn restart(&mut self, id: u64) -> BenchResult {
         Ok(self.kit.restart(id)?)

@@ -103,6 +103,11 @@ pub struct LoadArgs {
     /// `--master-args "--snapshot-logs-since-last 100000"`.
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     master_args: String,
+    /// Start a webhook receiver in this process and point the masters at it: the
+    /// report adds events delivered, the delivery lag (proposal → receiver) and how
+    /// long the webhook took to catch up after the load.
+    #[arg(long)]
+    webhook: bool,
 }
 
 fn main() -> ExitCode {
@@ -145,9 +150,25 @@ pub type BenchResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync
 
 /// Runs one workload against the given or a fresh cluster and prints its report.
 async fn run_workload(shape: Shape, args: LoadArgs) -> BenchResult {
+    let receiver = if args.webhook {
+        if !args.endpoints.is_empty() {
+            return Err("--webhook needs masters the bench starts (no --endpoints)".into());
+        }
+        Some(chorus_testkit::WebhookReceiver::start(None).await?)
+    } else {
+        None
+    };
     let masters = if args.endpoints.is_empty() {
         {
-            let extra: Vec<&str> = args.master_args.split_whitespace().collect();
+            let mut extra: Vec<String> = args
+                .master_args
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect();
+            if let Some(receiver) = &receiver {
+                extra.extend(["--webhook-endpoint".into(), receiver.url()]);
+            }
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
             Some(Masters::start_with_ca(args.masters as u64, &extra, args.cacert.clone()).await?)
         }
     } else {
@@ -178,5 +199,63 @@ async fn run_workload(shape: Shape, args: LoadArgs) -> BenchResult {
         .zip(usage_before)
         .map(|(m, before)| m.usage().since(&before));
     report.print(shape.name(), args.clients, usage.as_ref());
+    if let (Some(receiver), Some(masters)) = (&receiver, &masters) {
+        report_webhook(receiver, masters).await?;
+    }
+    Ok(())
+}
+
+/// How long the webhook may take to catch up after the load before the bench gives up.
+const WEBHOOK_CATCH_UP: Duration = Duration::from_secs(120);
+
+/// Waits (bounded) for the webhook to deliver the last event, then prints what it
+/// delivered and with what lag.
+async fn report_webhook(
+    receiver: &chorus_testkit::WebhookReceiver,
+    masters: &Masters,
+) -> BenchResult {
+    let ended = std::time::Instant::now();
+    let last = masters.last_event_id().await?;
+    let backlog = last.saturating_sub(
+        receiver
+            .accepted()
+            .iter()
+            .map(|d| d.event_id)
+            .max()
+            .unwrap_or(0),
+    );
+    let caught_up = tokio::time::timeout(
+        WEBHOOK_CATCH_UP,
+        receiver.wait_for(|d| d.iter().any(|d| d.event_id >= last)),
+    )
+    .await
+    .is_ok();
+    let catch_up = ended.elapsed();
+    let deliveries = receiver.accepted();
+    let mut lags: Vec<u64> = deliveries
+        .iter()
+        .map(|d| d.received_ms.saturating_sub(d.timestamp))
+        .collect();
+    lags.sort_unstable();
+    let at = |q: f64| {
+        lags.get(((lags.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let repeats = deliveries
+        .iter()
+        .filter(|d| !seen.insert(d.event_id))
+        .count();
+    println!(
+        "webhook: {} events delivered ({repeats} repeats), lag p50 {} ms p99 {} ms max {} ms; \
+         backlog at the end of the load {backlog}, caught up {} in {:.1} s",
+        seen.len(),
+        at(0.5),
+        at(0.99),
+        lags.last().copied().unwrap_or(0),
+        if caught_up { "" } else { "NOT" },
+        catch_up.as_secs_f64()
+    );
     Ok(())
 }

@@ -5,8 +5,10 @@
 //! - [`lost_writes`]: every acknowledged write of a never-deleted object is there at the end;
 //! - [`exactly_once`]: a write sent twice under one request id was applied once;
 //! - [`invariants`]: unique ids, single-use tokens, sound placement;
+//! - [`events`]: every master streams the same events, dense, agreeing with the history;
 //! - convergence and liveness are checked by the runner against the live cluster.
 
+pub mod events;
 pub mod exactly_once;
 pub mod invariants;
 pub mod linearizable;
