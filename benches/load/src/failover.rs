@@ -69,6 +69,10 @@ pub struct FailoverArgs {
     /// Masters: 3 or 5.
     #[arg(long, default_value_t = 3)]
     masters: usize,
+    /// Point the masters at a webhook receiver in this process and report how many
+    /// events were delivered more than once across the failovers.
+    #[arg(long)]
+    webhook: bool,
 }
 
 #[derive(clap::Args)]
@@ -257,7 +261,16 @@ fn steady<W: Worker>(
 
 /// `chorus-bench failover`.
 pub async fn run(args: FailoverArgs) -> BenchResult {
-    let mut masters = Masters::start(args.masters as u64, &[]).await?;
+    let receiver = match args.webhook {
+        true => Some(chorus_testkit::WebhookReceiver::start(None).await?),
+        false => None,
+    };
+    let hook: Vec<String> = match &receiver {
+        Some(receiver) => vec!["--webhook-endpoint".into(), receiver.url()],
+        None => Vec::new(),
+    };
+    let hook: Vec<&str> = hook.iter().map(String::as_str).collect();
+    let mut masters = Masters::start(args.masters as u64, &hook).await?;
     let target = masters.target();
     let plan = Plan::new(Shape::CreateSession, args.clients, Duration::ZERO);
     let writers = workload::workers(&target, plan).await?;
@@ -272,6 +285,9 @@ pub async fn run(args: FailoverArgs) -> BenchResult {
         args.rounds
     );
     println!("steady load meanwhile: {}", load.line());
+    if let Some(receiver) = &receiver {
+        crate::report_webhook(receiver, &masters).await?;
+    }
     let json = serde_json::json!({
         "signal": args.signal.name(),
         "masters": args.masters,

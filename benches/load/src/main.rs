@@ -210,7 +210,7 @@ const WEBHOOK_CATCH_UP: Duration = Duration::from_secs(120);
 
 /// Waits (bounded) for the webhook to deliver the last event, then prints what it
 /// delivered and with what lag.
-async fn report_webhook(
+pub async fn report_webhook(
     receiver: &chorus_testkit::WebhookReceiver,
     masters: &Masters,
 ) -> BenchResult {

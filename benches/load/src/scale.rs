@@ -31,6 +31,9 @@ pub struct ScaleArgs {
     /// Bytes of `server_data` in each connection.
     #[arg(long, default_value_t = 64)]
     payload_bytes: usize,
+    /// Extra flags for every master, e.g. `--master-args "--event-retention 1"`.
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    master_args: String,
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -94,7 +97,8 @@ where
 }
 
 pub async fn run(args: ScaleArgs) -> BenchResult {
-    let mut masters = Masters::start(3, &[]).await?;
+    let extra: Vec<&str> = args.master_args.split_whitespace().collect();
+    let mut masters = Masters::start(3, &extra).await?;
     let clients = masters.target().clients(Via::All, args.clients).await?;
     let sessions = args.sessions;
     let session_time = load(&clients, sessions, "sessions", |client, k| async move {
