@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/chorus/v1/media_node.proto",
         "proto/chorus/v1/license.proto",
         "proto/chorus/v1/event.proto",
+        "proto/chorus/v1/recording.proto",
         "proto/chorus/license/v1/authority.proto",
     ];
     tonic_prost_build::configure()

@@ -122,6 +122,7 @@ fn media_node_id(node: u64) -> String {
 
 fn create_session(s: u64) -> Op {
     Op::CreateSession(NewSession {
+        recording_defaults: None,
         session_id: session_id(s),
         media_mode: MediaMode::Routed,
         recording_mode: RecordingMode::Manual,
@@ -180,6 +181,7 @@ fn place(s: u64, node: u64) -> Op {
 
 fn register(node: u64) -> Op {
     Op::RegisterMediaNode {
+        can_record: false,
         id: media_node_id(node),
         uri: format!("wss://{}.media.example:4443", media_node_id(node)),
         environment_id: format!("i-{:017x}", splitmix64(node)),

@@ -88,6 +88,7 @@ async fn main() {
             tokio::spawn(async move {
                 while beating.load(Ordering::Relaxed) {
                     let beat = pb::HeartbeatRequest {
+                        reports: Vec::new(),
                         node_id: doomed.clone(),
                         load: 10.0,
                     };

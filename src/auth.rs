@@ -262,7 +262,8 @@ pub fn permitted(path: &str, principal: &Principal) -> Result<(), Status> {
         _ if method.starts_with("SessionService/")
             || method.starts_with("ConnectionService/")
             || method.starts_with("LicenseService/")
-            || method.starts_with("EventService/") =>
+            || method.starts_with("EventService/")
+            || method.starts_with("RecordingService/") =>
         {
             &[Application]
         }

@@ -61,7 +61,9 @@ impl From<Error> for tonic::Status {
                 state::Error::InvalidArgument { .. } => Status::invalid_argument(message),
                 state::Error::NotFound { .. } => Status::not_found(message),
                 state::Error::AlreadyExists { .. } => Status::already_exists(message),
-                state::Error::FailedPrecondition(_) => Status::failed_precondition(message),
+                state::Error::FailedPrecondition(_) | state::Error::RecordingRefused { .. } => {
+                    Status::failed_precondition(message)
+                }
                 state::Error::ResourceExhausted(_) => Status::resource_exhausted(message),
             },
             Error::InvalidArgument { .. } => Status::invalid_argument(message),

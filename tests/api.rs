@@ -83,6 +83,7 @@ async fn every_rpc_answers_through_the_leader_and_through_a_follower() {
         // Media nodes: register (idempotent), run, get, list.
         let registered = client
             .register_media_node(pb::RegisterMediaNodeRequest {
+                can_record: false,
                 id: node.clone(),
                 uri: format!("ws://127.0.0.1:9{via}"),
                 environment_id: "env".into(),
@@ -218,6 +219,7 @@ async fn every_rpc_answers_through_the_leader_and_through_a_follower() {
         assert!(nodes.media_nodes.iter().any(|n| n.id == node));
         let heartbeat = client
             .heartbeat(pb::HeartbeatRequest {
+                reports: Vec::new(),
                 node_id: node.clone(),
                 load: 10.0,
             })

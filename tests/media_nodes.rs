@@ -104,6 +104,7 @@ async fn a_burst_of_sessions_spreads_over_the_nodes() {
         // One report each, all equally loaded; none during the burst.
         let beat = client
             .heartbeat(pb::HeartbeatRequest {
+                reports: Vec::new(),
                 node_id: id.into(),
                 load: 20.0,
             })
@@ -137,6 +138,7 @@ async fn a_burst_of_sessions_spreads_over_the_nodes() {
     // caught up with it.
     client
         .heartbeat(pb::HeartbeatRequest {
+            reports: Vec::new(),
             node_id: "n1".into(),
             load: 90.0,
         })
@@ -393,6 +395,7 @@ async fn statuses_follow_the_graph_and_draining_nodes_empty_out() {
     register_media_node(&client, "c").await;
     client
         .heartbeat(pb::HeartbeatRequest {
+            reports: Vec::new(),
             node_id: "c".into(),
             load: 5.0,
         })
@@ -405,6 +408,7 @@ async fn statuses_follow_the_graph_and_draining_nodes_empty_out() {
         .await;
     let unknown = client
         .heartbeat(pb::HeartbeatRequest {
+            reports: Vec::new(),
             node_id: "ghost".into(),
             load: 5.0,
         })
@@ -413,6 +417,7 @@ async fn statuses_follow_the_graph_and_draining_nodes_empty_out() {
     assert_eq!(unknown.code(), Code::NotFound);
     let bad_load = client
         .heartbeat(pb::HeartbeatRequest {
+            reports: Vec::new(),
             node_id: "c".into(),
             load: 250.0,
         })

@@ -474,6 +474,7 @@ async fn each_credential_opens_its_role_only() {
     let node = cluster.client_presenting(&ids, patient(), &token);
     node.register_media_node(register("m1")).await.unwrap();
     node.heartbeat(pb::HeartbeatRequest {
+        reports: Vec::new(),
         node_id: "m1".into(),
         load: 10.0,
     })
@@ -481,6 +482,7 @@ async fn each_credential_opens_its_role_only() {
     .unwrap();
     for refused in [
         node.heartbeat(pb::HeartbeatRequest {
+            reports: Vec::new(),
             node_id: "m2".into(),
             load: 0.0,
         })

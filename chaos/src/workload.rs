@@ -358,6 +358,7 @@ pub async fn run(
                 for node in NODES {
                     let _ = client
                         .heartbeat(pb::HeartbeatRequest {
+                            reports: Vec::new(),
                             node_id: node.into(),
                             load: 20.0,
                         })

@@ -12,6 +12,7 @@
 //! re-placed elsewhere) and exits.
 
 mod cpu;
+mod recorder;
 
 use std::future::Future;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use tonic::{Code, Status};
 
 pub use cpu::CpuLoad;
+pub use recorder::Recorder;
 
 use crate::api::pb;
 use crate::client::Client;
@@ -34,6 +36,8 @@ pub struct Node {
     pub environment_id: String,
     /// Its CPU cores.
     pub cores: u32,
+    /// Whether it records (the agent runs a recording hook).
+    pub can_record: bool,
 }
 
 /// How the agent paces itself.
@@ -45,11 +49,13 @@ pub struct Pacing {
     pub drain_timeout: Duration,
 }
 
-/// Runs the agent for `node` until `shutdown`, then drains and deregisters it.
+/// Runs the agent for `node` until `shutdown`, then drains and deregisters it; with a
+/// `recorder`, it runs the recording tasks the leader hands out.
 pub async fn run(
     client: Client,
     node: Node,
     pacing: Pacing,
+    mut recorder: Option<Recorder>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Status> {
     let mut cpu = CpuLoad::new();
@@ -62,15 +68,25 @@ pub async fn run(
     let mut ticker = tokio::time::interval(pacing.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // A hook that finished is reported at once, not at the next tick.
         tokio::select! {
             _ = &mut shutdown => break,
             _ = ticker.tick() => {}
+            _ = hook_finished(&mut recorder) => {}
         }
-        if let Err(status) = beat(&client, &node, cpu.sample()).await {
+        if let Err(status) = beat(&client, &node, cpu.sample(), recorder.as_mut()).await {
             tracing::warn!(node = %node.id, "heartbeat failed: {}", status.message());
         }
     }
-    drain(&client, &node, &mut cpu, pacing).await
+    drain(&client, &node, &mut cpu, pacing, recorder).await
+}
+
+/// Resolves when a recording hook finishes; never without a recorder.
+async fn hook_finished(recorder: &mut Option<Recorder>) {
+    match recorder {
+        Some(recorder) => recorder.finished().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Registers `node`; an identical registration already there is fine.
@@ -82,33 +98,47 @@ async fn register(client: &Client, node: &Node) -> Result<pb::MediaNode, Status>
             environment_id: node.environment_id.clone(),
             cores: node.cores,
             request_id: String::new(),
+            can_record: node.can_record,
         })
         .await
 }
 
-/// One heartbeat; registers the node again if the registry forgot it.
-async fn beat(client: &Client, node: &Node, load: f64) -> Result<String, Status> {
+/// One heartbeat, with the recorder's reports; registers the node again if the
+/// registry forgot it. Hands the answer's tasks to the recorder; the node's status.
+async fn beat(
+    client: &Client,
+    node: &Node,
+    load: f64,
+    recorder: Option<&mut Recorder>,
+) -> Result<String, Status> {
     let request = pb::HeartbeatRequest {
         node_id: node.id.clone(),
         load,
+        reports: recorder.as_ref().map(|r| r.reports()).unwrap_or_default(),
     };
-    match client.heartbeat(request.clone()).await {
-        Ok(reply) => Ok(reply.status),
+    let reply = match client.heartbeat(request.clone()).await {
+        Ok(reply) => reply,
         Err(status) if status.code() == Code::NotFound => {
             tracing::warn!(node = %node.id, "the registry forgot this node; registering again");
             register(client, node).await?;
-            client.heartbeat(request).await.map(|reply| reply.status)
+            client.heartbeat(request).await?
         }
-        Err(status) => Err(status),
+        Err(status) => return Err(status),
+    };
+    if let Some(recorder) = recorder {
+        recorder.take_tasks(&reply.tasks);
     }
+    Ok(reply.status)
 }
 
-/// Drains the node, waits (heartbeating) for its sessions to end, then deregisters.
+/// Drains the node, waits (heartbeating) for its sessions to end and its recordings to
+/// be finished, then deregisters.
 async fn drain(
     client: &Client,
     node: &Node,
     cpu: &mut CpuLoad,
     pacing: Pacing,
+    mut recorder: Option<Recorder>,
 ) -> Result<(), Status> {
     let current = client
         .get_media_node(pb::GetMediaNodeRequest {
@@ -129,9 +159,17 @@ async fn drain(
     let deadline = tokio::time::Instant::now() + pacing.drain_timeout;
     let mut ticker = tokio::time::interval(pacing.interval);
     let emptied = loop {
-        ticker.tick().await;
-        match beat(client, node, cpu.sample()).await {
-            Ok(status) if status != "WAITING_IDLE_TO_TERMINATE" => break true,
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = hook_finished(&mut recorder) => {}
+        }
+        match beat(client, node, cpu.sample(), recorder.as_mut()).await {
+            Ok(status)
+                if status != "WAITING_IDLE_TO_TERMINATE"
+                    && recorder.as_ref().is_none_or(Recorder::is_idle) =>
+            {
+                break true;
+            }
             Ok(_) => {}
             Err(status) => {
                 tracing::warn!(node = %node.id, "heartbeat failed: {}", status.message())

@@ -1,7 +1,7 @@
 //! Conversions between domain types and their protobuf form.
 
 use super::pb;
-use crate::state::{Connection, License, MediaNode, Session};
+use crate::state::{Connection, License, MediaNode, Recording, Session};
 
 /// A connection of session `session_id` as the API shows it: with the node serving the
 /// session.
@@ -45,6 +45,41 @@ impl From<&Session> for pb::Session {
                 .map(|c| connection(c, &s.id, node))
                 .collect(),
             displaced_reason: s.displaced.map(|r| r.to_string()).unwrap_or_default(),
+            recording: s.recording.is_some(),
+            recording_id: s.recording.clone().unwrap_or_default(),
+        }
+    }
+}
+
+impl From<&Recording> for pb::Recording {
+    fn from(r: &Recording) -> Self {
+        let p = &r.properties;
+        pb::Recording {
+            id: r.id.clone(),
+            session_id: r.session_id.clone(),
+            name: p.name.clone(),
+            output_mode: p.output_mode.to_string(),
+            has_audio: p.has_audio,
+            has_video: p.has_video,
+            recording_layout: p
+                .recording_layout
+                .map(|l| l.to_string())
+                .unwrap_or_default(),
+            custom_layout: p.custom_layout.clone().unwrap_or_default(),
+            resolution: p.resolution.clone().unwrap_or_default(),
+            frame_rate: p.frame_rate.unwrap_or(0),
+            created_at: r.created_at,
+            size: r.size,
+            duration: r.duration_ms as f64 / 1000.0,
+            url: r.url.clone().unwrap_or_default(),
+            status: r.status.to_string(),
+            reason: r.reason.map(|e| e.to_string()).unwrap_or_default(),
+            error: r.error.clone().unwrap_or_default(),
+            media_node_id: r.media_node_id.clone(),
+            started_at: r.started_at.unwrap_or(0),
+            stopped_at: r.stopped_at.unwrap_or(0),
+            shm_size: p.shm_size.unwrap_or(0),
+            ignore_failed_streams: p.ignore_failed_streams.unwrap_or(false),
         }
     }
 }
@@ -64,6 +99,7 @@ pub(super) fn media_node(
         registered_at: node.registered_at,
         session_ids,
         load,
+        can_record: node.can_record,
     }
 }
 

@@ -8,13 +8,40 @@ use super::convert::media_node;
 use super::pb::media_node_service_server::MediaNodeService;
 use super::pb::{
     DeregisterMediaNodeRequest, DeregisterMediaNodeResponse, GetMediaNodeRequest, HeartbeatRequest,
-    HeartbeatResponse, ListMediaNodesRequest, ListMediaNodesResponse, MediaNode,
-    RegisterMediaNodeRequest, SetMediaNodeStatusRequest,
+    HeartbeatResponse, ListMediaNodesRequest, ListMediaNodesResponse, MediaNode, RecordingReport,
+    RecordingTask, RegisterMediaNodeRequest, SetMediaNodeStatusRequest,
 };
 use super::{ClientApi, optional, page, parse};
 use crate::error::Error;
-use crate::service::{Heartbeat, Write, reused_request_id};
-use crate::state::{Outcome, State};
+use crate::service::{Heartbeat, MAX_REPORTS, Write, reused_request_id};
+use crate::state::{HookOutcome, Outcome, RecordingAction, State};
+
+/// A hook's report as the state takes it.
+fn report(r: RecordingReport) -> Result<(String, HookOutcome), Error> {
+    let action: RecordingAction = super::parse(&r.action, "reports.action")?;
+    let outcome = match (r.ok, action) {
+        (false, _) => HookOutcome::Failed(r.error),
+        (true, RecordingAction::Start) => HookOutcome::Started,
+        (true, RecordingAction::Stop) => {
+            let duration_ms = match r.duration {
+                Some(s) if s.is_finite() && (0.0..=1e9).contains(&s) => Some((s * 1000.0) as u64),
+                Some(s) => {
+                    return Err(Error::invalid(
+                        "reports.duration",
+                        format!("must be seconds from 0 to 1e9, got {s}"),
+                    ));
+                }
+                None => None,
+            };
+            HookOutcome::Finished {
+                size: r.size,
+                duration_ms,
+                url: optional(r.url),
+            }
+        }
+    };
+    Ok((r.recording_id, outcome))
+}
 
 /// The sessions `node_id` serves, by id.
 fn sessions_on(state: &State, node_id: &str) -> Vec<String> {
@@ -34,6 +61,7 @@ impl MediaNodeService for ClientApi {
             uri: req.uri,
             environment_id: req.environment_id,
             cores: req.cores,
+            can_record: req.can_record,
         };
         match self.apply(&request, req.request_id, write).await? {
             Outcome::MediaNode(node) => Ok(Response::new(media_node(&node, Vec::new(), None))),
@@ -47,14 +75,34 @@ impl MediaNodeService for ClientApi {
     ) -> Result<Response<HeartbeatResponse>, Status> {
         let req = request.get_ref().clone();
         crate::auth::act_for_node(&request, &req.node_id)?;
+        if req.reports.len() > MAX_REPORTS {
+            return Err(
+                Error::invalid("reports", format!("at most {MAX_REPORTS} per heartbeat")).into(),
+            );
+        }
+        let reports = req
+            .reports
+            .into_iter()
+            .map(report)
+            .collect::<Result<Vec<_>, Error>>()?;
         let heartbeat = Heartbeat {
             node_id: req.node_id,
             load: req.load,
+            reports,
         };
         let deadline = crate::deadline::of(request.metadata());
-        let status = self.service.heartbeat(heartbeat, deadline).await?;
+        let answer = self.service.heartbeat(heartbeat, deadline).await?;
         Ok(Response::new(HeartbeatResponse {
-            status: status.to_string(),
+            status: answer.status.to_string(),
+            tasks: answer
+                .tasks
+                .into_iter()
+                .map(|(recording_id, session_id, action)| RecordingTask {
+                    recording_id,
+                    session_id,
+                    action: action.to_string(),
+                })
+                .collect(),
         }))
     }
 

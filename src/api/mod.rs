@@ -21,6 +21,7 @@ mod health;
 mod leader_hint;
 mod license;
 mod media_node;
+mod recording;
 mod session;
 
 use tonic::transport::server::Router;
@@ -47,13 +48,14 @@ pub mod pb {
 }
 
 /// The public services, as reflection lists them.
-const SERVICE_NAMES: [&str; 6] = [
+const SERVICE_NAMES: [&str; 7] = [
     "chorus.v1.SessionService",
     "chorus.v1.ConnectionService",
     "chorus.v1.MediaNodeService",
     "chorus.v1.LicenseService",
     "chorus.v1.ClusterService",
     "chorus.v1.EventService",
+    "chorus.v1.RecordingService",
 ];
 
 /// A response rewrite applied to every call on the client port.
@@ -180,6 +182,9 @@ impl ClientApi {
             ))
             .add_service(secured!(
                 pb::event_service_server::EventServiceServer<ClientApi>
+            ))
+            .add_service(secured!(
+                pb::recording_service_server::RecordingServiceServer<ClientApi>
             )))
     }
 

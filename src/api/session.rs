@@ -27,6 +27,11 @@ impl SessionService for ClientApi {
             allow_transcoding: req.allow_transcoding,
             media_node_id: optional(req.media_node_id),
             options: None,
+            recording_defaults: req
+                .default_recording_properties
+                .as_ref()
+                .map(super::recording::properties)
+                .transpose()?,
         };
         match self.apply(&request, req.request_id, write).await? {
             Outcome::Session(session) => Ok(Response::new((&session).into())),

@@ -39,6 +39,11 @@ pub struct AgentArgs {
     /// moved elsewhere.
     #[arg(long, default_value_t = 300)]
     drain_timeout_secs: u64,
+    /// The program that records on this node: run as `PATH start|stop RECORDING_ID
+    /// SESSION_ID`; `stop` may print `{"size": …, "duration": …, "url": …}`. Without
+    /// it the node cannot record.
+    #[arg(long, env = "CHORUS_RECORDING_HOOK")]
+    recording_hook: Option<std::path::PathBuf>,
 }
 
 impl AgentArgs {
@@ -53,16 +58,26 @@ impl AgentArgs {
         let cores = self
             .cores
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
+        if let Some(hook) = &self.recording_hook
+            && !hook.is_file()
+        {
+            return Err(Status::invalid_argument(format!(
+                "--recording-hook: {} is not a file",
+                hook.display()
+            )));
+        }
         let node = Node {
             id: self.node_id,
             uri: self.uri,
             environment_id: self.environment_id,
             cores,
+            can_record: self.recording_hook.is_some(),
         };
+        let recorder = self.recording_hook.map(crate::agent::Recorder::new);
         let pacing = Pacing {
             interval: Duration::from_millis(self.interval_ms),
             drain_timeout: Duration::from_secs(self.drain_timeout_secs),
         };
-        crate::agent::run(client, node, pacing, super::shutdown_signal()).await
+        crate::agent::run(client, node, pacing, recorder, super::shutdown_signal()).await
     }
 }

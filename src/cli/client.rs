@@ -252,6 +252,158 @@ enum SessionCommand {
     },
 }
 
+/// `chorus recording …`
+#[derive(Debug, Args)]
+pub struct RecordingArgs {
+    #[command(flatten)]
+    connect: Connect,
+    #[command(subcommand)]
+    command: RecordingCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum RecordingCommand {
+    /// Start recording a session (it needs a connected publisher).
+    Start {
+        /// The session.
+        session: String,
+        /// The recording's name.
+        #[arg(long)]
+        name: Option<String>,
+        /// COMPOSED, COMPOSED_QUICK_START or INDIVIDUAL.
+        #[arg(long)]
+        output_mode: Option<String>,
+        /// Leave the audio out.
+        #[arg(long)]
+        no_audio: bool,
+        /// Leave the video out.
+        #[arg(long)]
+        no_video: bool,
+        /// BEST_FIT, PICTURE_IN_PICTURE, VERTICAL_PRESENTATION, HORIZONTAL_PRESENTATION
+        /// or CUSTOM.
+        #[arg(long)]
+        layout: Option<String>,
+        /// WIDTHxHEIGHT.
+        #[arg(long)]
+        resolution: Option<String>,
+        /// Frames per second.
+        #[arg(long)]
+        frame_rate: Option<u32>,
+        /// Idempotency key; default: a fresh one.
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// Stop a started recording.
+    Stop {
+        /// The recording id.
+        id: String,
+        /// Idempotency key; default: a fresh one.
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// Show a recording.
+    Get {
+        /// The recording id.
+        id: String,
+    },
+    /// List recordings (every page, unless --page-size or --page-token is given).
+    List {
+        /// Only this session's.
+        #[arg(long)]
+        session: Option<String>,
+        #[command(flatten)]
+        page: Page,
+    },
+    /// Delete a recording that is not starting or started.
+    Delete {
+        /// The recording id.
+        id: String,
+        /// Idempotency key; default: a fresh one.
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+}
+
+impl RecordingArgs {
+    pub async fn run(self) -> Result<(), Status> {
+        let c = &self.connect;
+        let client = c.client()?;
+        match self.command {
+            RecordingCommand::Start {
+                session,
+                name,
+                output_mode,
+                no_audio,
+                no_video,
+                layout,
+                resolution,
+                frame_rate,
+                request_id,
+            } => show(
+                &client
+                    .start_recording(pb::StartRecordingRequest {
+                        session_id: session,
+                        name: name.unwrap_or_default(),
+                        output_mode: output_mode.unwrap_or_default(),
+                        has_audio: Some(!no_audio),
+                        has_video: Some(!no_video),
+                        recording_layout: layout.unwrap_or_default(),
+                        resolution: resolution.unwrap_or_default(),
+                        frame_rate: frame_rate.unwrap_or(0),
+                        request_id: request_id.unwrap_or_default(),
+                        ..Default::default()
+                    })
+                    .await?,
+                c,
+            ),
+            RecordingCommand::Stop { id, request_id } => show(
+                &client
+                    .stop_recording(pb::StopRecordingRequest {
+                        id,
+                        request_id: request_id.unwrap_or_default(),
+                    })
+                    .await?,
+                c,
+            ),
+            RecordingCommand::Get { id } => show(
+                &client
+                    .get_recording(pb::GetRecordingRequest {
+                        id,
+                        consistency: c.consistency(),
+                    })
+                    .await?,
+                c,
+            ),
+            RecordingCommand::List { session, page } => {
+                let request = pb::ListRecordingsRequest {
+                    page_size: page.page_size.unwrap_or(0),
+                    consistency: c.consistency(),
+                    session_id: session.unwrap_or_default(),
+                    ..Default::default()
+                };
+                let all = page
+                    .fetch(|page_token| {
+                        client.list_recordings(pb::ListRecordingsRequest {
+                            page_token,
+                            ..request.clone()
+                        })
+                    })
+                    .await?;
+                show(&all, c)
+            }
+            RecordingCommand::Delete { id, request_id } => show(
+                &client
+                    .delete_recording(pb::DeleteRecordingRequest {
+                        id,
+                        request_id: request_id.unwrap_or_default(),
+                    })
+                    .await?,
+                c,
+            ),
+        }
+    }
+}
+
 /// Paging of list commands.
 #[derive(Debug, Args)]
 struct Page {
@@ -584,6 +736,7 @@ impl SessionArgs {
                         allow_transcoding,
                         media_node_id: media_node.unwrap_or_default(),
                         request_id: request_id.unwrap_or_default(),
+                        default_recording_properties: None,
                     })
                     .await?,
                 c,
@@ -767,6 +920,7 @@ impl NodeArgs {
                         environment_id,
                         cores,
                         request_id: request_id.unwrap_or_default(),
+                        can_record: false,
                     })
                     .await?,
                 c,

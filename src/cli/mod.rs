@@ -41,6 +41,8 @@ enum Command {
     Node(client::NodeArgs),
     /// Watch what happens in the cluster (OpenVidu's webhook events).
     Events(client::EventsArgs),
+    /// Start, stop, show, list and delete recordings.
+    Recording(client::RecordingArgs),
     /// The license: cluster status, and offline license files.
     License(license::LicenseArgs),
     /// Run a license authority that checks license keys from a file.
@@ -79,6 +81,7 @@ impl Cli {
             Command::Connection(args) => args.run().await.map_err(Into::into),
             Command::Node(args) => args.run().await.map_err(Into::into),
             Command::Events(args) => args.run().await.map_err(Into::into),
+            Command::Recording(args) => args.run().await.map_err(Into::into),
             Command::License(args) => args.run().await.map_err(Into::into),
             Command::Agent(args) => args.run().await.map_err(Into::into),
             Command::LicenseAuthority(args) => args.run().await,

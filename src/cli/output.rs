@@ -118,6 +118,7 @@ impl Render for pb::Session {
             ("allow_transcoding", self.allow_transcoding.to_string()),
             ("media_node_id", cell(&self.media_node_id)),
             ("displaced_reason", cell(&self.displaced_reason)),
+            ("recording", cell(&self.recording_id)),
             ("connections", self.connections.len().to_string()),
         ]);
         if !self.connections.is_empty() {
@@ -234,6 +235,7 @@ impl Render for pb::MediaNode {
             ("uri", self.uri.clone()),
             ("environment_id", cell(&self.environment_id)),
             ("cores", self.cores.to_string()),
+            ("can_record", self.can_record.to_string()),
             ("registered_at", millis(self.registered_at)),
             ("sessions", cell(&self.session_ids.join(","))),
             (
@@ -270,6 +272,72 @@ impl Render for pb::DeregisterMediaNodeResponse {
             );
         }
         out
+    }
+}
+
+impl Render for pb::Recording {
+    fn table(&self) -> String {
+        let when = |at: u64| if at == 0 { "-".into() } else { millis(at) };
+        fields(&[
+            ("recording", self.id.clone()),
+            ("session", self.session_id.clone()),
+            ("status", self.status.clone()),
+            ("reason", cell(&self.reason)),
+            ("error", cell(&self.error)),
+            ("name", cell(&self.name)),
+            ("output_mode", self.output_mode.clone()),
+            ("media_node_id", self.media_node_id.clone()),
+            ("created_at", millis(self.created_at)),
+            ("started_at", when(self.started_at)),
+            ("stopped_at", when(self.stopped_at)),
+            ("size", self.size.to_string()),
+            ("duration", format!("{:.3} s", self.duration)),
+            ("url", cell(&self.url)),
+        ])
+    }
+}
+
+impl Render for pb::ListRecordingsResponse {
+    fn table(&self) -> String {
+        let rows: Vec<Vec<String>> = self
+            .recordings
+            .iter()
+            .map(|r| {
+                vec![
+                    r.id.clone(),
+                    r.session_id.clone(),
+                    r.status.clone(),
+                    r.media_node_id.clone(),
+                    r.size.to_string(),
+                    millis(r.created_at),
+                ]
+            })
+            .collect();
+        let mut out = table(
+            &[
+                "ID",
+                "SESSION",
+                "STATUS",
+                "MEDIA_NODE",
+                "SIZE",
+                "CREATED_AT",
+            ],
+            &rows,
+        );
+        if !self.next_page_token.is_empty() {
+            let _ = writeln!(out, "(more: --page-token {})", self.next_page_token);
+        }
+        out
+    }
+}
+
+impl Render for pb::DeleteRecordingResponse {
+    fn table(&self) -> String {
+        let id = self.recording.as_ref().map_or("?", |r| r.id.as_str());
+        format!(
+            "deleted recording {id}
+"
+        )
     }
 }
 

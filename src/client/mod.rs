@@ -339,6 +339,7 @@ use pb::connection_service_client::ConnectionServiceClient;
 use pb::event_service_client::EventServiceClient;
 use pb::license_service_client::LicenseServiceClient;
 use pb::media_node_service_client::MediaNodeServiceClient;
+use pb::recording_service_client::RecordingServiceClient;
 use pb::session_service_client::SessionServiceClient;
 
 /// Defines a retried call: `$name(request) -> response` over `$service::$method`.
@@ -446,6 +447,31 @@ impl Client {
         /// MediaNodeService.DeregisterMediaNode.
         write deregister_media_node, MediaNodeServiceClient, deregister_media_node,
         pb::DeregisterMediaNodeRequest => pb::DeregisterMediaNodeResponse
+    );
+    rpc!(
+        /// RecordingService.Start.
+        write start_recording, RecordingServiceClient, start,
+        pb::StartRecordingRequest => pb::Recording
+    );
+    rpc!(
+        /// RecordingService.Stop.
+        write stop_recording, RecordingServiceClient, stop,
+        pb::StopRecordingRequest => pb::Recording
+    );
+    rpc!(
+        /// RecordingService.Get.
+        get_recording, RecordingServiceClient, get,
+        pb::GetRecordingRequest => pb::Recording
+    );
+    rpc!(
+        /// RecordingService.List (one page).
+        list_recordings, RecordingServiceClient, list,
+        pb::ListRecordingsRequest => pb::ListRecordingsResponse
+    );
+    rpc!(
+        /// RecordingService.Delete.
+        write delete_recording, RecordingServiceClient, delete,
+        pb::DeleteRecordingRequest => pb::DeleteRecordingResponse
     );
     rpc!(
         /// LicenseService.GetLicenseStatus.
@@ -613,6 +639,7 @@ macro_rules! paged {
 paged!(pb::ListSessionsResponse, sessions);
 paged!(pb::ListConnectionsResponse, connections);
 paged!(pb::ListMediaNodesResponse, media_nodes);
+paged!(pb::ListRecordingsResponse, recordings);
 
 /// The state of [`Client::watch_events`].
 struct Resuming {

@@ -22,7 +22,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
 use crate::raft::{Raft, SharedApplied, leading_term, now_millis, propose, read};
-use crate::state::{Event, EventKind, MAX_RETAINED_EVENTS, Millis, Op};
+use crate::state::{
+    Event, EventKind, MAX_RETAINED_EVENTS, Millis, Op, Recording, RecordingProperties,
+};
 
 /// How events are kept: the newest `count`, none older than `max_age`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +186,17 @@ pub fn render(event: &Event) -> Value {
             "lastEventId": last,
             "lost": last - first + 1,
         }),
+        EventKind::RecordingStatusChanged(recording) => {
+            let mut body = recording_json(recording);
+            let fields = body.as_object_mut().expect("bug: a recording is an object");
+            fields.remove("object");
+            fields.insert(
+                "uniqueSessionId".into(),
+                unique(&recording.session_id, recording.session_started).into(),
+            );
+            fields.insert("startTime".into(), recording.created_at.into());
+            body
+        }
     };
     let fields = body
         .as_object_mut()
@@ -191,6 +204,69 @@ pub fn render(event: &Event) -> Value {
     fields.insert("event".into(), event.kind.name().into());
     fields.insert("eventId".into(), event.id.into());
     fields.insert("timestamp".into(), at.into());
+    body
+}
+
+/// OpenVidu's RecordingProperties as JSON (a session's `defaultRecordingProperties`);
+/// fields that do not apply to the output mode are left out.
+pub fn properties_json(p: &RecordingProperties) -> Value {
+    let mut body = json!({
+        "name": p.name,
+        "outputMode": p.output_mode.as_str(),
+        "hasAudio": p.has_audio,
+        "hasVideo": p.has_video,
+    });
+    let fields = body.as_object_mut().expect("bug: json! of an object");
+    let mut put = |key: &str, value: Option<Value>| {
+        if let Some(value) = value {
+            fields.insert(key.into(), value);
+        }
+    };
+    put(
+        "recordingLayout",
+        p.recording_layout.map(|l| l.as_str().into()),
+    );
+    put("customLayout", p.custom_layout.as_deref().map(Value::from));
+    put("resolution", p.resolution.as_deref().map(Value::from));
+    put("frameRate", p.frame_rate.map(Value::from));
+    put("shmSize", p.shm_size.map(Value::from));
+    put(
+        "ignoreFailedStreams",
+        p.ignore_failed_streams.map(Value::from),
+    );
+    body
+}
+
+/// OpenVidu's Recording object (`GET /recordings/{id}`, and the fields of its
+/// `recordingStatusChanged`), plus Chorus's `mediaNodeId` and, for a failed one, `error`.
+pub fn recording_json(recording: &Recording) -> Value {
+    let mut body = properties_json(&recording.properties);
+    let fields = body.as_object_mut().expect("bug: properties are an object");
+    if recording.properties.name.is_empty() {
+        fields.insert("name".into(), recording.id.as_str().into());
+    }
+    for (key, value) in [
+        ("id", Value::from(recording.id.as_str())),
+        ("object", "recording".into()),
+        ("sessionId", recording.session_id.as_str().into()),
+        ("createdAt", recording.created_at.into()),
+        ("size", recording.size.into()),
+        ("duration", (recording.duration_ms as f64 / 1000.0).into()),
+        (
+            "url",
+            recording.url.as_deref().map_or(Value::Null, Value::from),
+        ),
+        ("status", recording.status.as_str().into()),
+        ("mediaNodeId", recording.media_node_id.as_str().into()),
+    ] {
+        fields.insert(key.into(), value);
+    }
+    if let Some(reason) = recording.reason {
+        fields.insert("reason".into(), reason.as_str().into());
+    }
+    if let Some(error) = &recording.error {
+        fields.insert("error".into(), error.as_str().into());
+    }
     body
 }
 

@@ -22,7 +22,7 @@ mod autoscaling;
 
 pub use autoscaling::{Advice, NodeLoad, Policy, advise};
 
-use crate::state::{MediaNodeStatus, State};
+use crate::state::{MediaNodeStatus, Session, State};
 
 /// Load points (of 0–100) a session placed on a node is assumed to add until the node's
 /// next report shows the real figure.
@@ -125,10 +125,11 @@ impl View<'_> {
 
     /// Chooses the RUNNING node of `state` for one new session (see the module doc) and
     /// counts the session against it.
-    pub fn place(&mut self, state: &State, now: Instant) -> Option<String> {
+    pub fn place(&mut self, state: &State, session: &Session, now: Instant) -> Option<String> {
         let chosen = state
             .media_nodes()
             .filter(|node| node.status == MediaNodeStatus::Running)
+            .filter(|node| node.ensure_records_if(session.recording_mode).is_ok())
             .map(|node| {
                 let estimate = self.entry(&node.id, now).estimated_load();
                 (estimate, state.hosted_on(&node.id), &node.id)
@@ -211,6 +212,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn placement_spreads_a_burst_and_prefers_the_least_loaded() {
         let mut h = three_running_nodes();
+        h.ok(create_session("new"));
+        let new = h.state.session("new").unwrap().clone();
         let fleet = Fleet::default();
         let now = Instant::now();
         for (id, load) in [("a", 10.0), ("b", 10.0), ("c", 40.0)] {
@@ -218,7 +221,7 @@ mod tests {
         }
         let mut counts: BTreeMap<String, u32> = BTreeMap::new();
         for _ in 0..66 {
-            let node = fleet.at(1).place(&h.state, now).unwrap();
+            let node = fleet.at(1).place(&h.state, &new, now).unwrap();
             *counts.entry(node).or_default() += 1;
         }
         // a and b take 30 each until their estimate reaches c's 40, then all share.
@@ -227,14 +230,14 @@ mod tests {
         assert!(a.abs_diff(b) <= 1 && a > c && c > 0, "{counts:?}");
         // A report resets the estimate to the real load.
         fleet.at(1).heartbeat("c", 0.0, now);
-        assert_eq!(fleet.at(1).place(&h.state, now).as_deref(), Some("c"));
+        assert_eq!(fleet.at(1).place(&h.state, &new, now).as_deref(), Some("c"));
 
         // Ties go to the node with fewer sessions, then the smaller id.
         let fresh = Fleet::default();
         h.ok(create_session("s1"));
         h.ok(create_connection("s1", 1, Some("a")));
         assert_eq!(h.state.hosted_on("a"), 1);
-        assert_eq!(fresh.at(1).place(&h.state, now).as_deref(), Some("b"));
+        assert_eq!(fresh.at(1).place(&h.state, &new, now).as_deref(), Some("b"));
     }
 
     #[tokio::test(start_paused = true)]

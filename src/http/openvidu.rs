@@ -25,6 +25,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
+mod recording;
+
 use super::{HttpApi, Problem};
 use crate::auth::{Principal, permitted};
 use crate::error::Error;
@@ -89,10 +91,12 @@ pub(super) fn router(api: HttpApi) -> Router<HttpApi> {
                 .patch(set_media_node_status)
                 .delete(remove_media_node),
         )
-        .route("/recordings", axum::routing::any(not_yet("recordings")))
+        .route("/recordings", get(recording::list))
+        .route("/recordings/start", post(recording::start))
+        .route("/recordings/stop/{recording}", post(recording::stop))
         .route(
-            "/recordings/{*rest}",
-            axum::routing::any(not_yet("recordings")),
+            "/recordings/{recording}",
+            get(recording::get).delete(recording::delete),
         )
         .route(
             "/broadcast/{*rest}",
@@ -361,113 +365,71 @@ struct RecordingProperties {
     media_node: Option<MediaNodeRef>,
 }
 
-/// OpenVidu's default recording properties, completed: what a session created without
-/// them (over gRPC) shows.
-static DEFAULT_RECORDING: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
-    serde_json::to_value(RecordingProperties::default().completed().ok()).unwrap_or_default()
-});
-
-const OUTPUT_MODES: [&str; 3] = ["COMPOSED", "COMPOSED_QUICK_START", "INDIVIDUAL"];
-const LAYOUTS: [&str; 5] = [
-    "BEST_FIT",
-    "PICTURE_IN_PICTURE",
-    "VERTICAL_PRESENTATION",
-    "HORIZONTAL_PRESENTATION",
-    "CUSTOM",
-];
-
 impl RecordingProperties {
-    /// Checks the values as OpenVidu does, and fills in its defaults.
-    fn completed(mut self) -> Result<Self, Problem> {
-        let field = |name: &str| format!("defaultRecordingProperties.{name}");
-        let output_mode = self
-            .output_mode
-            .get_or_insert_with(|| "COMPOSED".into())
-            .clone();
-        if !OUTPUT_MODES.contains(&output_mode.as_str()) {
-            return Err(Problem::bad_request(format!(
-                "{}: unknown value '{:.40}'; expected one of {}",
-                field("outputMode"),
-                output_mode,
-                OUTPUT_MODES.join(", ")
-            )));
-        }
-        let has_audio = *self.has_audio.get_or_insert(true);
-        let has_video = *self.has_video.get_or_insert(true);
-        let name_len = self.name.get_or_insert_with(String::new).len();
-        if !has_audio && !has_video {
-            return Err(Problem::bad_request(format!(
-                "{} and {}: cannot both be false",
-                field("hasAudio"),
-                field("hasVideo")
-            )));
-        }
-        if name_len > 256 {
-            return Err(Problem::bad_request(format!(
-                "{}: must be at most 256 bytes",
-                field("name")
-            )));
-        }
-        let composed = output_mode != "INDIVIDUAL";
-        if composed && has_video {
-            let layout = self
-                .recording_layout
-                .get_or_insert_with(|| "BEST_FIT".into());
-            if !LAYOUTS.contains(&layout.as_str()) {
-                return Err(Problem::bad_request(format!(
-                    "{}: unknown value '{:.40}'; expected one of {}",
-                    field("recordingLayout"),
-                    layout,
-                    LAYOUTS.join(", ")
-                )));
-            }
-            if layout == "CUSTOM" {
-                self.custom_layout.get_or_insert_with(String::new);
-            }
-            let resolution = self.resolution.get_or_insert_with(|| "1280x720".into());
-            let valid = resolution
-                .split_once('x')
-                .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
-                .is_some_and(|(w, h)| (100..=1999).contains(&w) && (100..=1999).contains(&h));
-            if !valid {
-                return Err(Problem::bad_request(format!(
-                    "{}: must be WIDTHxHEIGHT, each from 100 to 1999, got '{:.40}'",
-                    field("resolution"),
-                    resolution
-                )));
-            }
-            let frame_rate = *self.frame_rate.get_or_insert(25);
-            if !(1..=120).contains(&frame_rate) {
-                return Err(Problem::bad_request(format!(
-                    "{}: must be from 1 to 120",
-                    field("frameRate")
-                )));
-            }
-            let shm_size = *self.shm_size.get_or_insert(536_870_912);
-            if shm_size < 134_217_728 {
-                return Err(Problem::bad_request(format!(
-                    "{}: must be at least 134217728",
-                    field("shmSize")
-                )));
-            }
-        } else {
-            self.recording_layout = None;
-            self.custom_layout = None;
-            self.resolution = None;
-            self.frame_rate = None;
-            self.shm_size = None;
-        }
-        if output_mode == "INDIVIDUAL" {
-            self.ignore_failed_streams.get_or_insert(false);
-        } else {
-            self.ignore_failed_streams = None;
-        }
+    /// The state's properties, OpenVidu's defaults filled in for what the body leaves
+    /// out; errors name the field as `{prefix}{field}` in the REST API's spelling. An
+    /// unknown name is 400, a value out of range `out_of_range`.
+    fn into_state(
+        self,
+        prefix: &str,
+        out_of_range: StatusCode,
+    ) -> Result<state::RecordingProperties, Problem> {
+        let field = |name: &str| format!("{prefix}{name}");
+        let output_mode =
+            parse::<state::OutputMode>(self.output_mode.as_deref(), &field("outputMode"))?
+                .unwrap_or_default();
+        let recording_layout = parse::<state::RecordingLayout>(
+            self.recording_layout.as_deref(),
+            &field("recordingLayout"),
+        )?;
         if let Some(node) = &self.media_node {
             state::validate_media_node_id(&node.id)
                 .map_err(|e| Problem::bad_request(format!("{}: {e}", field("mediaNode.id"))))?;
         }
-        Ok(self)
+        let properties = state::RecordingProperties {
+            name: self.name.unwrap_or_default(),
+            output_mode,
+            has_audio: self.has_audio.unwrap_or(true),
+            has_video: self.has_video.unwrap_or(true),
+            recording_layout,
+            custom_layout: self.custom_layout,
+            resolution: self.resolution,
+            frame_rate: self.frame_rate,
+            shm_size: self.shm_size,
+            ignore_failed_streams: self.ignore_failed_streams,
+        }
+        .completed();
+        properties.validate().map_err(|e| match e {
+            state::Error::InvalidArgument {
+                field: name,
+                reason,
+            } => Problem::new(
+                out_of_range,
+                format!(
+                    "{}: {}",
+                    field(&rest_name(&name)),
+                    camel_case_words(&reason)
+                ),
+            ),
+            other => problem(other.into()),
+        })?;
+        Ok(properties)
     }
+}
+
+/// `has_audio and has_video` as `hasAudio and hasVideo`: a state message's field names
+/// in the REST API's spelling.
+fn camel_case_words(text: &str) -> String {
+    text.split(' ')
+        .map(|word| {
+            if word.contains('_') {
+                rest_name(word)
+            } else {
+                word.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// POST /sessions: 200 and the session; 409 if the custom id exists (the node client
@@ -479,18 +441,14 @@ async fn create_session(
 ) -> Result<Response, Problem> {
     let body: SessionBody = body(&bytes)?;
     let custom_id = body.custom_session_id.filter(|id| !id.is_empty());
-    let recording = body
+    let recording_defaults = body
         .default_recording_properties
-        .unwrap_or_default()
-        .completed()?;
+        .map(|p| p.into_state("defaultRecordingProperties.", StatusCode::BAD_REQUEST))
+        .transpose()?;
     let mut options = Map::new();
     if let Some(id) = &custom_id {
         options.insert("customSessionId".into(), Value::String(id.clone()));
     }
-    options.insert(
-        "defaultRecordingProperties".into(),
-        serde_json::to_value(&recording).unwrap_or_default(),
-    );
     let media_node_id = match body.media_node {
         Some(node) if !node.id.is_empty() => Some(node.id),
         _ => None,
@@ -509,6 +467,7 @@ async fn create_session(
         allow_transcoding: body.allow_transcoding.unwrap_or(false),
         media_node_id,
         options: options_text(options),
+        recording_defaults,
     };
     let method = "SessionService/CreateSession";
     match api
@@ -657,9 +616,10 @@ struct SessionJson<'a> {
 
 fn session_json<'a>(state: &'a state::State, s: &'a Session, pending: bool) -> SessionJson<'a> {
     let mut options = options_of(s.options.as_deref());
-    options
-        .entry("defaultRecordingProperties")
-        .or_insert_with(|| DEFAULT_RECORDING.clone());
+    options.insert(
+        "defaultRecordingProperties".into(),
+        crate::events::properties_json(&s.recording_defaults),
+    );
     let connections = s
         .connections
         .values()
@@ -680,7 +640,7 @@ fn session_json<'a>(state: &'a state::State, s: &'a Session, pending: bool) -> S
         allow_transcoding: s.allow_transcoding,
         media_node_id: s.media_node_id.as_deref(),
         connections: List::of(connections),
-        recording: false,
+        recording: s.recording.is_some(),
         broadcasting: false,
         options,
         session_id: &s.id,
@@ -1119,7 +1079,7 @@ async fn config(Extension(principal): Extension<Principal>) -> Result<Response, 
         "CHORUS_VERSION": env!("CARGO_PKG_VERSION"),
         "OPENVIDU_EDITION": "chorus",
         "OPENVIDU_CDR": false,
-        "OPENVIDU_RECORDING": false,
+        "OPENVIDU_RECORDING": true,
         "OPENVIDU_WEBHOOK": false,
         "OPENVIDU_SESSIONS_GARBAGE_INTERVAL": 0,
         "OPENVIDU_STREAMS_FORCED_VIDEO_CODEC": VideoCodec::default().as_str(),
@@ -1312,6 +1272,7 @@ async fn add_media_node(
         uri,
         environment_id,
         cores: body.cores.unwrap_or(1),
+        can_record: false,
     };
     let outcome = api
         .write(&principal, "MediaNodeService/RegisterMediaNode", write)

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::fleet::{Fleet, Policy, advise};
 use crate::raft::{Raft, SharedApplied, leading_term, propose, read};
-use crate::state::{AutoscalingAdvice, MediaNodeStatus, Op, Outcome};
+use crate::state::{AutoscalingAdvice, MediaNodeStatus, Op, Outcome, RecordingMode};
 
 /// How many placements are in flight at once: enough to re-place a crashed node's
 /// sessions in a few round trips, few enough not to crowd out client writes.
@@ -155,15 +155,17 @@ async fn place_waiting_sessions(raft: &Raft, applied: &SharedApplied, fleet: &Fl
         let now = Instant::now();
         let mut fleet = fleet.at(term);
         // Stops at the first session no node can take: with no RUNNING node that is
-        // the first waiting one, not a pass over all of them.
-        state
-            .sessions_awaiting_placement()
-            .map_while(|session| {
-                fleet
-                    .place(state, now)
-                    .map(|node| (session.id.clone(), node))
-            })
-            .collect()
+        // the first waiting one, not a pass over all of them. An ALWAYS session that no
+        // recording node can take is passed over, not in the way of the others.
+        let mut plan = Vec::new();
+        for session in state.sessions_awaiting_placement() {
+            match fleet.place(state, session, now) {
+                Some(node) => plan.push((session.id.clone(), node)),
+                None if session.recording_mode == RecordingMode::Always => {}
+                None => break,
+            }
+        }
+        plan
     };
     if plan.is_empty() {
         return;

@@ -42,12 +42,15 @@ use tokio::time::Instant;
 
 pub use forward::{Forwarder, LeaderLink};
 pub use proposer::{Proposer, read_index_by};
-pub use request::{Executed, Heartbeat, MembershipChange, Request, Write, reused_request_id};
+pub use request::{
+    Executed, Heartbeat, HeartbeatAnswer, MAX_REPORTS, MembershipChange, Request, Write,
+    reused_request_id, validate_recording_id,
+};
 
 use crate::error::Error;
 use crate::fleet::Fleet;
 use crate::raft::{Applied, Raft, SharedApplied, TypeConfig, leading_term, read};
-use crate::state::{MediaNodeStatus, Outcome};
+use crate::state::Outcome;
 
 /// How long a master waits to see a membership change, a new leader or a snapshot that
 /// the leader already completed.
@@ -108,12 +111,12 @@ impl Service {
         }
     }
 
-    /// Delivers a media node's heartbeat to the leader; the node's status.
+    /// Delivers a media node's heartbeat to the leader; the node's status and tasks.
     pub async fn heartbeat(
         &self,
         heartbeat: Heartbeat,
         deadline: Instant,
-    ) -> Result<MediaNodeStatus, Error> {
+    ) -> Result<HeartbeatAnswer, Error> {
         match self
             .forwarder
             .execute(Request::Heartbeat(heartbeat), deadline)

@@ -20,7 +20,7 @@ use rand::RngCore;
 use rand::distr::{Alphanumeric, SampleString};
 use tokio::time::Instant;
 
-use super::request::{Executed, Heartbeat, MembershipChange, Request, Write};
+use super::request::{Executed, Heartbeat, HeartbeatAnswer, MembershipChange, Request, Write};
 use crate::error::Error;
 use crate::fleet::Fleet;
 use crate::raft::{Raft, SharedApplied, TypeConfig, leading_term, not_leader, propose, read};
@@ -123,6 +123,7 @@ impl Proposer {
                 allow_transcoding,
                 media_node_id,
                 options,
+                recording_defaults,
             } => Op::CreateSession(NewSession {
                 session_id: custom_id.unwrap_or_else(|| {
                     format!(
@@ -136,6 +137,7 @@ impl Proposer {
                 allow_transcoding,
                 media_node_id,
                 options,
+                recording_defaults,
                 limits: self.limits,
             }),
             Write::DeleteSession { session_id } => Op::DeleteSession { session_id },
@@ -202,11 +204,13 @@ impl Proposer {
                 uri,
                 environment_id,
                 cores,
+                can_record,
             } => Op::RegisterMediaNode {
                 id,
                 uri,
                 environment_id,
                 cores,
+                can_record,
             },
             Write::SetMediaNodeStatus { id, status } => Op::SetMediaNodeStatus { id, status },
             Write::DeregisterMediaNode { id, force } => {
@@ -218,6 +222,15 @@ impl Proposer {
                     token_seed,
                 }
             }
+            Write::StartRecording {
+                session_id,
+                properties,
+            } => Op::StartRecording {
+                session_id,
+                properties,
+            },
+            Write::StopRecording { recording_id } => Op::StopRecording { recording_id },
+            Write::DeleteRecording { recording_id } => Op::DeleteRecording { recording_id },
         }
     }
 
@@ -228,18 +241,56 @@ impl Proposer {
         let term = leading_term(&self.raft).ok()?;
         let applied = read(&self.applied);
         let state = &applied.state;
-        if state.session(session_id)?.is_placed() {
+        let session = state.session(session_id)?;
+        if session.is_placed() {
             return None;
         }
         self.fleet
             .at(term)
-            .place(state, tokio::time::Instant::now())
+            .place(state, session, tokio::time::Instant::now())
     }
 
     /// A heartbeat reaching the leader: noted in memory, and logged only when it brings
-    /// the node to RUNNING. Answers the node's status as the registry records it.
-    async fn heartbeat(&self, heartbeat: Heartbeat) -> Result<MediaNodeStatus, Error> {
-        let Heartbeat { node_id, load } = heartbeat;
+    /// the node to RUNNING or reports what a recording hook did. Answers the node's
+    /// status as the registry records it, and its recording tasks.
+    async fn heartbeat(&self, heartbeat: Heartbeat) -> Result<HeartbeatAnswer, Error> {
+        let Heartbeat {
+            node_id,
+            load,
+            reports,
+        } = heartbeat;
+        let status = self.node_seen(&node_id, load).await?;
+        for (recording_id, outcome) in reports {
+            // Only a report the state still waits for becomes a command: an agent
+            // resends its reports until the task is gone.
+            let awaited = read(&self.applied)
+                .state
+                .recording_tasks(&node_id)
+                .iter()
+                .any(|(r, _)| r.id == recording_id);
+            if awaited {
+                let op = Op::RecordingReported {
+                    media_node_id: node_id.clone(),
+                    recording_id,
+                    outcome,
+                };
+                propose(&self.raft, None, op).await?;
+            }
+        }
+        let applied = read(&self.applied);
+        let tasks = applied
+            .state
+            .recording_tasks(&node_id)
+            .into_iter()
+            .map(|(r, action)| (r.id.clone(), r.session_id.clone(), action))
+            .collect();
+        Ok(HeartbeatAnswer { status, tasks })
+    }
+
+    /// Notes a heartbeat's load, and logs it if it brings the node to RUNNING; the
+    /// node's status.
+    async fn node_seen(&self, node_id: &str, load: f64) -> Result<MediaNodeStatus, Error> {
+        let node_id = node_id.to_owned();
         let term = leading_term(&self.raft)?;
         let status = read(&self.applied)
             .state

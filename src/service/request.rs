@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::state::{
-    self, ConnectionType, MediaMode, MediaNodeStatus, Outcome, RecordingMode, Role, VideoCodec,
+    self, ConnectionType, HookOutcome, MediaMode, MediaNodeStatus, Outcome, RecordingAction,
+    RecordingMode, RecordingProperties, Role, VideoCodec,
 };
 
 /// A domain write, as it reached the API: nothing drawn, stamped or chosen yet.
@@ -33,6 +34,8 @@ pub enum Write {
         media_node_id: Option<String>,
         /// Settings kept for the application (a JSON object).
         options: Option<Box<str>>,
+        /// What its recordings look like by default.
+        recording_defaults: Option<RecordingProperties>,
     },
     /// SessionService.DeleteSession.
     DeleteSession { session_id: String },
@@ -71,11 +74,21 @@ pub enum Write {
         uri: String,
         environment_id: String,
         cores: u32,
+        can_record: bool,
     },
     /// MediaNodeService.SetMediaNodeStatus.
     SetMediaNodeStatus { id: String, status: MediaNodeStatus },
     /// MediaNodeService.DeregisterMediaNode.
     DeregisterMediaNode { id: String, force: bool },
+    /// RecordingService.Start.
+    StartRecording {
+        session_id: String,
+        properties: RecordingProperties,
+    },
+    /// RecordingService.Stop.
+    StopRecording { recording_id: String },
+    /// RecordingService.Delete.
+    DeleteRecording { recording_id: String },
 }
 
 /// A change to the group's membership or leadership (ClusterService).
@@ -95,11 +108,26 @@ pub enum MembershipChange {
     TransferLeadership { to: u64 },
 }
 
-/// A media node's heartbeat: it is alive and this loaded (CPU, 0–100).
+/// A media node's heartbeat: it is alive and this loaded (CPU, 0–100), and this is
+/// what its recording hook did since it last heard back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Heartbeat {
     pub node_id: String,
     pub load: f64,
+    /// Recording id → what the hook did for it.
+    pub reports: Vec<(String, HookOutcome)>,
+}
+
+/// The most hook reports one heartbeat may carry.
+pub const MAX_REPORTS: usize = 1_000;
+
+/// What the leader answers a heartbeat: the node's status as the registry records it,
+/// and what the node must do for recordings now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatAnswer {
+    pub status: MediaNodeStatus,
+    /// (recording id, session id, what to do).
+    pub tasks: Vec<(String, String, RecordingAction)>,
 }
 
 /// What a master asks the leader to execute.
@@ -126,8 +154,8 @@ pub enum Executed {
     /// A membership change or leadership transfer took effect at this log index (0 for
     /// a transfer, which writes no entry of its own).
     Membership { index: u64 },
-    /// The heartbeat's node, as the registry records it now.
-    Heartbeat(MediaNodeStatus),
+    /// The heartbeat's node, as the registry records it now, and its recording tasks.
+    Heartbeat(HeartbeatAnswer),
 }
 
 impl Request {
@@ -215,6 +243,19 @@ impl Write {
             Write::SetMediaNodeStatus { id, .. } | Write::DeregisterMediaNode { id, .. } => {
                 state::validate_media_node_id(id).map_err(|e| rename(e, "id"))?
             }
+            Write::StartRecording {
+                session_id,
+                properties,
+            } => {
+                if session_id.is_empty() {
+                    return Err(Error::invalid("session_id", "is required"));
+                }
+                state::validate_session_id(session_id)?;
+                properties.validate()?;
+            }
+            Write::StopRecording { recording_id } | Write::DeleteRecording { recording_id } => {
+                validate_recording_id(recording_id)?
+            }
         }
         Ok(())
     }
@@ -268,8 +309,38 @@ impl Heartbeat {
         if !(0.0..=100.0).contains(&self.load) {
             return Err(Error::invalid("load", "must be a CPU load from 0 to 100"));
         }
+        if self.reports.len() > MAX_REPORTS {
+            return Err(Error::invalid(
+                "reports",
+                format!("at most {MAX_REPORTS} per heartbeat"),
+            ));
+        }
+        for (id, outcome) in &self.reports {
+            validate_recording_id(id).map_err(|e| match e {
+                Error::InvalidArgument { reason, .. } => {
+                    Error::invalid("reports.recording_id", reason)
+                }
+                other => other,
+            })?;
+            outcome.check()?;
+        }
         Ok(())
     }
+}
+
+/// A recording id: a session id, possibly followed by `~N`.
+pub fn validate_recording_id(id: &str) -> Result<(), Error> {
+    let session = match id.rsplit_once('~') {
+        Some((session, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => session,
+        _ => id,
+    };
+    if id.is_empty() || state::validate_session_id(session).is_err() {
+        return Err(Error::invalid(
+            "recording_id",
+            format!("'{id:.40}' is not a recording id (a session id, then ~N for later ones)"),
+        ));
+    }
+    Ok(())
 }
 
 /// A domain validation error reported under the API's name for the field.

@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AutoscalingAdvice, CheckOutcome, Connection, ConnectionType, Error, License, MediaMode,
-    MediaNode, MediaNodeStatus, RecordingMode, Role, Session, TrustPolicy, VideoCodec,
+    AutoscalingAdvice, CheckOutcome, Connection, ConnectionType, Error, HookOutcome, License,
+    MediaMode, MediaNode, MediaNodeStatus, Recording, RecordingMode, RecordingProperties, Role,
+    Session, TrustPolicy, VideoCodec,
 };
 
 /// Wall-clock milliseconds since the UNIX epoch, as stamped by the leader.
@@ -63,6 +64,9 @@ pub struct NewSession {
     pub media_node_id: Option<String>,
     /// Settings kept for the application (a JSON object, see `Session::options`).
     pub options: Option<Box<str>>,
+    /// What the session's recordings look like unless a start says otherwise (and what
+    /// ALWAYS recordings look like); `None`: OpenVidu's defaults.
+    pub recording_defaults: Option<RecordingProperties>,
     /// The leader's limits.
     pub limits: Limits,
 }
@@ -162,6 +166,8 @@ pub enum Op {
         environment_id: String,
         /// CPU cores, for license metering; at least 1.
         cores: u32,
+        /// Whether its agent runs a recording hook.
+        can_record: bool,
     },
     /// Move a node along the status graph. Returns `Outcome::MediaNode`.
     SetMediaNodeStatus {
@@ -229,6 +235,22 @@ pub enum Op {
         /// sender read them (a gap), if any.
         lost_from: Option<u64>,
     },
+    /// Start recording a session on its media node. Returns `Outcome::Recording`.
+    StartRecording {
+        session_id: String,
+        properties: RecordingProperties,
+    },
+    /// Stop a started recording. Returns `Outcome::Recording`.
+    StopRecording { recording_id: String },
+    /// Forget a recording that is not active. Returns `Outcome::RecordingDeleted`.
+    DeleteRecording { recording_id: String },
+    /// What a media node's hook did for a recording, as its agent reported it.
+    /// Returns `Outcome::RecordingReported`.
+    RecordingReported {
+        media_node_id: String,
+        recording_id: String,
+        outcome: HookOutcome,
+    },
 }
 
 impl Op {
@@ -255,7 +277,10 @@ impl Op {
                 uri,
                 environment_id,
                 cores,
+                ..
             } => super::media_node::check_registration(id, uri, environment_id, *cores),
+            Op::StartRecording { properties, .. } => properties.validate(),
+            Op::RecordingReported { outcome, .. } => outcome.check(),
             _ => Ok(()),
         }
     }
@@ -342,6 +367,13 @@ pub enum Outcome {
         /// jumped over any.
         lost: Option<(u64, u64)>,
     },
+    /// The recording after the op.
+    Recording(Box<Recording>),
+    /// A recording was deleted; as it was.
+    RecordingDeleted { recording: Box<Recording> },
+    /// A hook's report applied: the recording after it, or `None` if the report no
+    /// longer applied (a resend, or the recording moved on).
+    RecordingReported { recording: Option<Box<Recording>> },
 }
 
 impl std::fmt::Display for Command {
@@ -367,6 +399,10 @@ impl std::fmt::Display for Command {
             Op::AutoscalingAdvised(_) => "AutoscalingAdvised",
             Op::TrimEvents { .. } => "TrimEvents",
             Op::WebhookDelivered { .. } => "WebhookDelivered",
+            Op::StartRecording { .. } => "StartRecording",
+            Op::StopRecording { .. } => "StopRecording",
+            Op::DeleteRecording { .. } => "DeleteRecording",
+            Op::RecordingReported { .. } => "RecordingReported",
         };
         match &self.request_id {
             Some(id) => write!(f, "{name}(request_id={id:.40})"),

@@ -153,10 +153,10 @@ impl State {
         // be stale by the time the command applies, and the session simply waits.
         let placement = match (&session.media_node_id, &new.place_on) {
             (None, Some(node_id))
-                if self
-                    .media_nodes
-                    .get(node_id)
-                    .is_some_and(|n| n.status == MediaNodeStatus::Running) =>
+                if self.media_nodes.get(node_id).is_some_and(|n| {
+                    n.status == MediaNodeStatus::Running
+                        && n.ensure_records_if(session.recording_mode).is_ok()
+                }) =>
             {
                 Some(node_id.clone())
             }
@@ -251,9 +251,11 @@ impl State {
         if let Some(data) = client_data {
             connection.client_data = data.to_owned();
         }
+        let connection = connection.clone();
+        self.record_if_always(tick, &owner.session_id);
         Ok(Outcome::Connection {
-            session_id: owner.session_id.clone(),
-            connection: connection.clone(),
+            session_id: owner.session_id,
+            connection,
             media_node_id,
         })
     }
@@ -292,7 +294,12 @@ impl State {
 
     /// `Op::DeleteConnection`: removes the connection and its token; destroys the
     /// session if this was its last ACTIVE connection.
-    pub(super) fn delete_connection(&mut self, session_id: &str, connection_id: &str) -> Response {
+    pub(super) fn delete_connection(
+        &mut self,
+        tick: Tick,
+        session_id: &str,
+        connection_id: &str,
+    ) -> Response {
         validate_session_id(session_id)?;
         validate_connection_id(connection_id)?;
         let session = self
@@ -315,7 +322,9 @@ impl State {
             && session.active_connections().next().is_none();
         self.tokens.remove(&removed.token);
         if last_participant_left {
-            self.destroy_session(session_id);
+            self.destroy_session(tick, session_id, super::RecordingEnd::LastParticipantLeft);
+        } else if removed.status == ConnectionStatus::Active {
+            self.stop_session_recording(tick, session_id, super::RecordingEnd::AutomaticStop);
         }
         Ok(Outcome::ConnectionDeleted {
             session_id: session_id.to_owned(),

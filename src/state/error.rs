@@ -47,6 +47,13 @@ pub enum Error {
     /// A configured limit would be exceeded (RESOURCE_EXHAUSTED); the message names it.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// A recording rule refused the command (FAILED_PRECONDITION); `why` is which of
+    /// OpenVidu's answers (406, 409, 501) the REST API gives.
+    #[error("{message}")]
+    RecordingRefused {
+        why: super::Refusal,
+        message: String,
+    },
 }
 
 impl Error {

@@ -18,8 +18,8 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AutoscalingAdvice, ConnectionStatus, Error, MediaNodeStatus, Millis, Op, Outcome, Response,
-    Role, State,
+    AutoscalingAdvice, ConnectionStatus, Error, MediaNodeStatus, Millis, Op, Outcome, Recording,
+    Response, Role, State,
 };
 
 /// The most events the state keeps, whatever the leader's retention says.
@@ -137,6 +137,8 @@ pub enum EventKind {
         first: u64,
         last: u64,
     },
+    /// A recording's status changed; the recording as it is now.
+    RecordingStatusChanged(Box<Recording>),
 }
 
 impl EventKind {
@@ -156,6 +158,7 @@ impl EventKind {
         "nodeRecovered",
         "autoscaling",
         "webhookGap",
+        "recordingStatusChanged",
     ];
 
     /// This event's name (one of [`EventKind::NAMES`]).
@@ -174,6 +177,7 @@ impl EventKind {
             EventKind::NodeRecovered { .. } => "nodeRecovered",
             EventKind::Autoscaling(_) => "autoscaling",
             EventKind::WebhookGap { .. } => "webhookGap",
+            EventKind::RecordingStatusChanged(_) => "recordingStatusChanged",
         }
     }
 
@@ -188,6 +192,7 @@ impl EventKind {
             | EventKind::ConnectionDeleted { session_id, .. }
             | EventKind::ParticipantJoined { session_id, .. }
             | EventKind::ParticipantLeft { session_id, .. } => Some(session_id),
+            EventKind::RecordingStatusChanged(recording) => Some(&recording.session_id),
             _ => None,
         }
     }
@@ -211,6 +216,7 @@ impl EventKind {
             | EventKind::MediaNodeStatusChanged { media_node_id, .. }
             | EventKind::NodeCrashed { media_node_id, .. }
             | EventKind::NodeRecovered { media_node_id } => Some(media_node_id),
+            EventKind::RecordingStatusChanged(recording) => Some(&recording.media_node_id),
             _ => None,
         }
     }
@@ -408,7 +414,20 @@ impl Before {
 impl State {
     /// Appends the events of `op`, which just applied at `at` with `outcome`.
     pub(super) fn record_events(&mut self, at: Millis, op: &Op, outcome: &Outcome, before: Before) {
-        for kind in derive(self, op, outcome, before) {
+        let recordings = self.take_recording_changes();
+        let mut kinds = derive(self, op, outcome, before);
+        // After what the op itself reports, before the node status it may have moved.
+        let at_node = kinds
+            .iter()
+            .position(|k| matches!(k, EventKind::MediaNodeStatusChanged { .. }))
+            .unwrap_or(kinds.len());
+        kinds.splice(
+            at_node..at_node,
+            recordings
+                .into_iter()
+                .map(|r| EventKind::RecordingStatusChanged(Box::new(r))),
+        );
+        for kind in kinds {
             self.events.push(at, kind);
         }
     }

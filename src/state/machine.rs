@@ -48,6 +48,15 @@ pub struct State {
     pub(super) autoscaling: Option<AutoscalingAdvice>,
     /// What happened, as OpenVidu's webhooks report it, and the webhook's progress.
     pub(super) events: EventLog,
+    /// Recordings by id, of every status, until deleted.
+    pub(super) recordings: BTreeMap<String, super::Recording>,
+    /// The recordings not yet ready or failed: what media nodes still have to do,
+    /// without a scan of every recording.
+    pub(super) unfinished_recordings: BTreeSet<String>,
+    /// Recordings whose status changed during the apply in progress, for their events;
+    /// always empty between applies.
+    #[serde(skip)]
+    pub(super) recording_changes: Vec<String>,
 }
 
 /// The log position and log time at which an op applies.
@@ -85,8 +94,9 @@ impl State {
 
         let before = Before::of(self, &command.op);
         let response = self.execute(tick, &command.op);
-        if let Ok(outcome) = &response {
-            self.record_events(tick.now, &command.op, outcome, before);
+        match &response {
+            Ok(outcome) => self.record_events(tick.now, &command.op, outcome, before),
+            Err(_) => self.recording_changes.clear(),
         }
 
         if response.is_ok() || command.request_id.is_some() {
@@ -107,7 +117,7 @@ impl State {
     fn execute(&mut self, tick: Tick, op: &Op) -> Response {
         match op {
             Op::CreateSession(new) => self.create_session(tick, new),
-            Op::DeleteSession { session_id } => self.delete_session(session_id),
+            Op::DeleteSession { session_id } => self.delete_session(tick, session_id),
             Op::PlaceSession {
                 session_id,
                 media_node_id,
@@ -128,21 +138,24 @@ impl State {
             Op::DeleteConnection {
                 session_id,
                 connection_id,
-            } => self.delete_connection(session_id, connection_id),
+            } => self.delete_connection(tick, session_id, connection_id),
             Op::RegisterMediaNode {
                 id,
                 uri,
                 environment_id,
                 cores,
-            } => self.register_media_node(tick, id, uri, environment_id, *cores),
+                can_record,
+            } => self.register_media_node(tick, id, uri, environment_id, *cores, *can_record),
             Op::SetMediaNodeStatus { id, status } => self.set_media_node_status(id, *status),
             Op::MediaNodeSeen { id } => self.media_node_seen(id),
-            Op::MediaNodeCrashed { id, token_seed } => self.media_node_crashed(id, token_seed),
+            Op::MediaNodeCrashed { id, token_seed } => {
+                self.media_node_crashed(tick, id, token_seed)
+            }
             Op::DeregisterMediaNode {
                 id,
                 force,
                 token_seed,
-            } => self.deregister_media_node(id, *force, token_seed),
+            } => self.deregister_media_node(tick, id, *force, token_seed),
             Op::LicenseChecked { outcome, policy } => self.license_checked(tick, outcome, *policy),
             Op::UsageRecorded {
                 since,
@@ -155,6 +168,17 @@ impl State {
             Op::WebhookDelivered { through, lost_from } => {
                 self.webhook_delivered(*through, *lost_from)
             }
+            Op::StartRecording {
+                session_id,
+                properties,
+            } => self.start_recording(tick, session_id, properties),
+            Op::StopRecording { recording_id } => self.stop_recording(tick, recording_id),
+            Op::DeleteRecording { recording_id } => self.delete_recording(recording_id),
+            Op::RecordingReported {
+                media_node_id,
+                recording_id,
+                outcome,
+            } => self.recording_reported(tick, media_node_id, recording_id, outcome),
         }
     }
 
@@ -415,6 +439,7 @@ impl State {
         );
         self.requests.assert_consistent();
         self.events.assert_consistent();
+        self.assert_recordings_consistent();
     }
 }
 
@@ -732,12 +757,14 @@ mod tests {
                 uri: "wss://other".into(),
                 environment_id: String::new(),
                 cores: 1,
+                can_record: false,
             },
             Op::RegisterMediaNode {
                 id: "n3".into(),
                 uri: huge.clone(),
                 environment_id: String::new(),
                 cores: 1,
+                can_record: false,
             },
             set_status("n1", MediaNodeStatus::Terminating),
             set_status("n1", MediaNodeStatus::Launching),

@@ -136,9 +136,24 @@ pub struct MediaNode {
     pub status: MediaNodeStatus,
     /// Log time of registration.
     pub registered_at: Millis,
+    /// Whether its agent runs a recording hook: only such a node records, and only
+    /// such a node takes ALWAYS sessions.
+    pub can_record: bool,
 }
 
 impl MediaNode {
+    /// Refuses, naming the node, to host a session of `mode` ALWAYS it cannot record.
+    pub fn ensure_records_if(&self, mode: super::RecordingMode) -> Result<(), Error> {
+        if mode == super::RecordingMode::Always && !self.can_record {
+            return Err(Error::FailedPrecondition(format!(
+                "media node '{}' cannot record (its agent runs no --recording-hook), so it \
+                 cannot host a session whose recording_mode is ALWAYS",
+                self.id
+            )));
+        }
+        Ok(())
+    }
+
     /// Refuses, naming the node and its status, unless it takes new sessions.
     pub fn ensure_accepts_sessions(&self) -> Result<(), Error> {
         if self.status.accepts_new_sessions() {
@@ -194,13 +209,17 @@ impl State {
         uri: &str,
         environment_id: &str,
         cores: u32,
+        can_record: bool,
     ) -> Response {
         check_registration(id, uri, environment_id, cores)?;
         if let Some(existing) = self.media_nodes.get(id) {
-            if existing.uri == uri {
-                return Ok(Outcome::MediaNode(existing.clone()));
+            if existing.uri != uri {
+                return Err(Error::already_exists("media node", id));
             }
-            return Err(Error::already_exists("media node", id));
+            // The agent restarted, perhaps with or without its hook now.
+            let node = self.node_mut(id);
+            node.can_record = can_record;
+            return Ok(Outcome::MediaNode(node.clone()));
         }
 
         let node = MediaNode {
@@ -210,6 +229,7 @@ impl State {
             cores,
             status: MediaNodeStatus::Launching,
             registered_at: tick.now,
+            can_record,
         };
         self.media_nodes.insert(node.id.clone(), node.clone());
         Ok(Outcome::MediaNode(node))
@@ -261,7 +281,12 @@ impl State {
 
     /// `Op::MediaNodeCrashed`: a RUNNING node becomes CRASHED and its sessions are
     /// displaced for the leader to re-place.
-    pub(super) fn media_node_crashed(&mut self, id: &str, token_seed: &[u8; 32]) -> Response {
+    pub(super) fn media_node_crashed(
+        &mut self,
+        tick: Tick,
+        id: &str,
+        token_seed: &[u8; 32],
+    ) -> Response {
         validate_media_node_id(id)?;
         let node = self
             .media_nodes
@@ -275,6 +300,7 @@ impl State {
             )));
         }
 
+        self.fail_recordings_on(tick, id, super::RecordingEnd::NodeCrashed);
         let displaced_sessions =
             self.displace_sessions(id, DisplacementReason::NodeCrashed, token_seed);
         let node = self.node_mut(id);
@@ -289,6 +315,7 @@ impl State {
     /// unless `force`, which displaces them first.
     pub(super) fn deregister_media_node(
         &mut self,
+        tick: Tick,
         id: &str,
         force: bool,
         token_seed: &[u8; 32],
@@ -304,6 +331,7 @@ impl State {
             )));
         }
 
+        self.fail_recordings_on(tick, id, super::RecordingEnd::NodeDeregistered);
         let displaced_sessions =
             self.displace_sessions(id, DisplacementReason::NodeDeregistered, token_seed);
         let media_node = self
@@ -455,6 +483,7 @@ mod tests {
             uri: "wss://elsewhere".into(),
             environment_id: String::new(),
             cores: 4,
+            can_record: true,
         };
         assert_eq!(h.err(other_uri), Error::already_exists("media node", "n1"));
     }
@@ -468,6 +497,7 @@ mod tests {
                 uri,
                 environment_id,
                 cores,
+                can_record: false,
             };
         let cases = [
             (

@@ -30,6 +30,7 @@
 //! - `command`: `Command`, `Op`, `Outcome`, `Response`, `Limits`;
 //! - `session`, `connection`, `media_node`, `license`: each domain type with the
 //!   rules of the ops that change it;
+//! - `recording`: recordings, their lifecycle on the media node and their rules;
 //! - `request_log`: the bounded request-id memory;
 //! - `event`: the events applying emits (OpenVidu's webhook events), their retention
 //!   and the webhook's delivered mark;
@@ -56,6 +57,7 @@ mod id;
 mod license;
 mod machine;
 mod media_node;
+mod recording;
 mod request_log;
 mod session;
 
@@ -81,5 +83,10 @@ pub use license::{CheckOutcome, License, LicenseStatus, MAX_REASON_LEN, TrustPol
 pub use machine::State;
 use machine::Tick;
 pub use media_node::{MAX_CORES, MAX_ENVIRONMENT_ID_LEN, MAX_URI_LEN, MediaNode, MediaNodeStatus};
+pub use recording::{
+    HookOutcome, MAX_CUSTOM_LAYOUT_LEN, MAX_RECORDING_ERROR_LEN, MAX_RECORDING_NAME_LEN,
+    MAX_RECORDING_URL_LEN, MAX_RECORDINGS, OutputMode, Recording, RecordingAction, RecordingEnd,
+    RecordingLayout, RecordingProperties, RecordingStatus, Refusal,
+};
 pub use request_log::{MAX_REMEMBERED_REQUESTS, REQUEST_ID_TTL, RequestLog};
 pub use session::{DisplacementReason, MediaMode, RecordingMode, Session, VideoCodec};

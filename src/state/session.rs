@@ -121,6 +121,12 @@ pub struct Session {
     /// `defaultRecordingProperties`, whether the id was the client's): a JSON object of
     /// at most `MAX_OPTIONS_BYTES`, `None` when there are none.
     pub options: Option<Box<str>>,
+    /// What its recordings look like unless a start says otherwise.
+    pub recording_defaults: super::RecordingProperties,
+    /// Its active (starting or started) recording, if any.
+    pub recording: Option<String>,
+    /// Recordings started for it so far: where its next recording id's number starts.
+    pub recordings_started: u32,
 }
 
 impl Session {
@@ -157,6 +163,9 @@ impl State {
             validate_media_node_id(node_id)?;
         }
         super::connection::check_options("options", new.options.as_deref())?;
+        if let Some(defaults) = &new.recording_defaults {
+            defaults.validate()?;
+        }
         self.license.ensure_admits_new_work()?;
         if self.sessions.contains_key(&new.session_id) {
             return Err(Error::already_exists("session", &new.session_id));
@@ -169,7 +178,8 @@ impl State {
             )));
         }
         if let Some(node_id) = &new.media_node_id {
-            self.node_accepting_sessions(node_id)?;
+            self.node_accepting_sessions(node_id)?
+                .ensure_records_if(new.recording_mode)?;
         }
 
         let session = Session {
@@ -184,6 +194,13 @@ impl State {
             displaced: None,
             connections: BTreeMap::new(),
             options: new.options.clone(),
+            recording_defaults: new
+                .recording_defaults
+                .clone()
+                .map(super::RecordingProperties::completed)
+                .unwrap_or_default(),
+            recording: None,
+            recordings_started: 0,
         };
         self.sessions.insert(session.id.clone(), session.clone());
         if let Some(node) = &session.media_node_id {
@@ -193,12 +210,13 @@ impl State {
     }
 
     /// `Op::DeleteSession`: removes the session, its connections and their tokens.
-    pub(super) fn delete_session(&mut self, session_id: &str) -> Response {
+    pub(super) fn delete_session(&mut self, tick: Tick, session_id: &str) -> Response {
         validate_session_id(session_id)?;
         if !self.sessions.contains_key(session_id) {
             return Err(Error::not_found("session", session_id));
         }
-        let session = self.destroy_session(session_id);
+        let session =
+            self.destroy_session(tick, session_id, super::RecordingEnd::SessionClosedByServer);
         Ok(Outcome::SessionDeleted {
             connections_removed: session.connections.len() as u32,
             session_id: session.id,
@@ -219,7 +237,9 @@ impl State {
                 "session '{session_id}' is already placed on media node '{current}'"
             )));
         }
-        self.node_accepting_sessions(media_node_id)?;
+        let mode = session.recording_mode;
+        self.node_accepting_sessions(media_node_id)?
+            .ensure_records_if(mode)?;
 
         self.set_placement(session_id, Some(media_node_id.to_owned()));
         Ok(Outcome::Placed {
@@ -228,9 +248,16 @@ impl State {
         })
     }
 
-    /// Removes a session that exists, with its tokens, and lets a draining node that
-    /// served it terminate if it now hosts nothing. Returns the removed session.
-    pub(super) fn destroy_session(&mut self, session_id: &str) -> Session {
+    /// Removes a session that exists, with its tokens, stops its recording for `end`,
+    /// and lets a draining node that served it terminate if it now hosts nothing.
+    /// Returns the removed session.
+    pub(super) fn destroy_session(
+        &mut self,
+        tick: Tick,
+        session_id: &str,
+        end: super::RecordingEnd,
+    ) -> Session {
+        self.stop_session_recording(tick, session_id, end);
         let session = self.sessions.remove(session_id).unwrap_or_else(|| {
             panic!("bug: destroying session '{session_id}', which does not exist")
         });

@@ -164,6 +164,7 @@ pub fn new_session(id: &str) -> NewSession {
         allow_transcoding: false,
         media_node_id: None,
         options: None,
+        recording_defaults: None,
         limits: limits(),
     }
 }
@@ -248,6 +249,7 @@ pub fn register(id: &str) -> Op {
         uri: format!("wss://{id}.example:4443"),
         environment_id: format!("i-{id}"),
         cores: 4,
+        can_record: true,
     }
 }
 

@@ -367,7 +367,11 @@ impl Heartbeats {
                 for (node_id, load) in now {
                     // A failed beat is just a missed beat; the next one follows.
                     let _ = client
-                        .heartbeat(pb::HeartbeatRequest { node_id, load })
+                        .heartbeat(pb::HeartbeatRequest {
+                            reports: Vec::new(),
+                            node_id,
+                            load,
+                        })
                         .await;
                 }
                 // The media nodes' own rhythm, not a wait for a condition.

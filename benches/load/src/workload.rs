@@ -214,6 +214,7 @@ impl MediaNodes {
         let beat = |client: Client, ids: Vec<String>| async move {
             for id in ids {
                 let request = pb::HeartbeatRequest {
+                    reports: Vec::new(),
                     node_id: id,
                     load: 10.0,
                 };
