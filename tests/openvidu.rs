@@ -3,10 +3,13 @@
 //! status codes and bad bodies, with nothing changed by a refused request.
 
 mod common;
+#[path = "common/node_client.rs"]
+mod node_client;
 #[path = "common/pki.rs"]
 mod pki;
 
-use std::path::{Path, PathBuf};
+use node_client::node_client;
+
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -45,50 +48,6 @@ async fn cluster_with_node() -> (Cluster, Heartbeats) {
 async fn follower(cluster: &Cluster) -> u64 {
     let leader = cluster.leader().await;
     cluster.ids().into_iter().find(|id| *id != leader).unwrap()
-}
-
-/// The pinned openvidu-node-client, installed with `npm ci` from the repository's
-/// lockfile into the build's temporary directory (again only when the lockfile
-/// changed); `None`, loudly, where `node` or `npm` is missing.
-fn node_client() -> Option<PathBuf> {
-    let found = |program: &str| {
-        std::process::Command::new(program)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !found("node") || !found("npm") {
-        eprintln!(
-            "\n\n*** SKIPPED: `node` and `npm` are needed to run the official \
-             openvidu-node-client against Chorus; install Node.js to run this test ***\n\n"
-        );
-        return None;
-    }
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openvidu-node");
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("openvidu-node");
-    std::fs::create_dir_all(&dir).unwrap();
-    let lock = std::fs::read(source.join("package-lock.json")).unwrap();
-    let installed = std::fs::read(dir.join("package-lock.json")).ok();
-    for file in ["package.json", "package-lock.json", "flow.js"] {
-        std::fs::copy(source.join(file), dir.join(file)).unwrap();
-    }
-    let client = dir.join("node_modules/openvidu-node-client/package.json");
-    if installed.as_deref() != Some(&lock[..]) || !client.exists() {
-        let out = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "npm ci failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let version: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(client).unwrap()).unwrap();
-    assert_eq!(version["version"], "2.32.2");
-    Some(dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
