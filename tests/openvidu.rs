@@ -595,15 +595,59 @@ async fn every_endpoint_answers_openvidu_status_codes_and_a_refusal_changes_noth
             "operator role",
         ),
         row("PUT", "/media-nodes", None, 501, "chorus agent"),
-        // What Chorus does not do yet.
+        // Recordings, refused as OpenVidu refuses them.
         row(
             "POST",
             "/recordings/start",
             Some(r#"{"session":"room"}"#),
-            501,
-            "recordings",
+            406,
+            "no connected publisher",
         ),
-        row("GET", "/recordings", None, 501, "recordings"),
+        row(
+            "POST",
+            "/recordings/start",
+            Some("{}"),
+            400,
+            "session: is required",
+        ),
+        row(
+            "POST",
+            "/recordings/start",
+            Some(r#"{"session":"ghost"}"#),
+            404,
+            "session 'ghost'",
+        ),
+        row(
+            "POST",
+            "/recordings/start",
+            Some(r#"{"session":"room","resolution":"1x1"}"#),
+            422,
+            "resolution",
+        ),
+        row(
+            "POST",
+            "/recordings/start",
+            Some(r#"{"session":"room","outputMode":"LOUD"}"#),
+            400,
+            "outputMode",
+        ),
+        row("GET", "/recordings/nope", None, 404, "recording 'nope'"),
+        row(
+            "POST",
+            "/recordings/stop/nope",
+            None,
+            404,
+            "recording 'nope'",
+        ),
+        row("DELETE", "/recordings/nope", None, 404, "recording 'nope'"),
+        row(
+            "GET",
+            "/recordings/bad%20id",
+            None,
+            404,
+            "not a recording id",
+        ),
+        // What Chorus does not do yet.
         row("POST", "/broadcast/start", Some("{}"), 501, "broadcasts"),
         row("POST", "/signal", Some("{}"), 501, "signals"),
         row(

@@ -169,15 +169,18 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-/// For test harnesses that run masters as copies of their own binary: when this
-/// process was started as `<binary> master <serve flags>`, runs `chorus serve` with
-/// those flags, exactly as the `chorus` binary would, and returns its exit code.
+/// For test harnesses that run masters (and agents) as copies of their own binary: when
+/// this process was started as `<binary> master <serve flags>` or `<binary> agent
+/// <agent flags>`, runs `chorus serve` or `chorus agent` with those flags, exactly as
+/// the `chorus` binary would, and returns its exit code.
 pub fn run_if_master() -> Option<ExitCode> {
     let mut raw = std::env::args();
-    if raw.nth(1).as_deref() != Some("master") {
-        return None;
-    }
-    let args = ["chorus".to_owned(), "serve".to_owned()]
+    let command = match raw.nth(1).as_deref() {
+        Some("master") => "serve",
+        Some("agent") => "agent",
+        _ => return None,
+    };
+    let args = ["chorus".to_owned(), command.to_owned()]
         .into_iter()
         .chain(raw);
     let cli = match Cli::try_parse_from(args) {

@@ -1066,6 +1066,38 @@ mod tests {
     }
 
     #[test]
+    fn a_recording_being_finished_fails_if_its_node_goes_and_a_deregistered_node_too() {
+        let mut h = Harness::new();
+        recordable(&mut h, RecordingMode::Manual);
+        h.ok(start("room"));
+        h.ok(report("n1", "room", HookOutcome::Started));
+        h.ok(stop("room"));
+        h.running_node("n2");
+        h.ok(crash("n1", [3; 32]));
+        let r = h.state.recording("room").unwrap();
+        assert_eq!(
+            (r.status, r.reason),
+            (RecordingStatus::Failed, Some(RecordingEnd::NodeCrashed))
+        );
+        assert!(h.state.recording_tasks("n1").is_empty());
+
+        h.ok(place("room", "n2"));
+        let token = h.state.connection("room", "con_1").unwrap().token.clone();
+        h.ok(join(&token));
+        h.ok(start("room"));
+        h.ok(deregister("n2", true));
+        let r = h.state.recording("room~1").unwrap();
+        assert_eq!(
+            (r.status, r.reason),
+            (
+                RecordingStatus::Failed,
+                Some(RecordingEnd::NodeDeregistered)
+            )
+        );
+        assert_eq!(h.state.session("room").unwrap().recording, None);
+    }
+
+    #[test]
     fn recording_ids_are_validated_and_unknown_ones_not_found() {
         let mut h = Harness::new();
         assert!(matches!(h.err(stop("nope")), Error::NotFound { .. }));

@@ -14,7 +14,7 @@ use crate::procfs::UsageSet;
 use crate::workload::Target;
 
 /// The operator secret, which the load presents (it registers media nodes too).
-const OPERATOR_SECRET: &str = "bench-operator-secret";
+pub const OPERATOR_SECRET: &str = "bench-operator-secret";
 const CLUSTER_SECRET: &str = "bench-cluster-secret";
 /// How long a started or restarted cluster may take to elect and converge.
 const PATIENCE: Duration = Duration::from_secs(60);

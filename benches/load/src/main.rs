@@ -17,6 +17,7 @@ mod etcd;
 mod failover;
 mod load;
 mod procfs;
+mod recording;
 mod scale;
 mod workload;
 
@@ -65,6 +66,8 @@ enum Command {
     Compare(failover::CompareArgs),
     /// Load many sessions and connections; memory, snapshot and restart figures.
     Scale(scale::ScaleArgs),
+    /// Recording start time, and restart after its media node is SIGKILLed.
+    Recording(recording::RecordingArgs),
 }
 
 /// Arguments shared by every workload.
@@ -135,6 +138,7 @@ fn main() -> ExitCode {
             Command::Failover(args) => failover::run(args).await,
             Command::Compare(args) => failover::compare(args).await,
             Command::Scale(args) => scale::run(args).await,
+            Command::Recording(args) => recording::run(args).await,
         }
     });
     match result {
