@@ -155,11 +155,12 @@ pub fn render(event: &Event) -> Value {
         EventKind::NodeCrashed {
             media_node_id,
             displaced_sessions,
+            failed_recordings,
         } => json!({
             "id": media_node_id,
             "nodeRole": "medianode",
             "sessionIds": displaced_sessions,
-            "recordingIds": [],
+            "recordingIds": failed_recordings,
         }),
         EventKind::NodeRecovered { media_node_id } => {
             json!({ "id": media_node_id, "nodeRole": "medianode" })

@@ -126,6 +126,8 @@ pub enum EventKind {
     NodeCrashed {
         media_node_id: String,
         displaced_sessions: Vec<String>,
+        /// The recordings the crash failed.
+        failed_recordings: Vec<String>,
     },
     NodeRecovered {
         media_node_id: String,
@@ -416,6 +418,19 @@ impl State {
     pub(super) fn record_events(&mut self, at: Millis, op: &Op, outcome: &Outcome, before: Before) {
         let recordings = self.take_recording_changes();
         let mut kinds = derive(self, op, outcome, before);
+        for kind in &mut kinds {
+            if let EventKind::NodeCrashed {
+                failed_recordings, ..
+            } = kind
+            {
+                failed_recordings.extend(
+                    recordings
+                        .iter()
+                        .filter(|r| r.status == super::RecordingStatus::Failed)
+                        .map(|r| r.id.clone()),
+                );
+            }
+        }
         // After what the op itself reports, before the node status it may have moved.
         let at_node = kinds
             .iter()
@@ -617,6 +632,7 @@ fn derive(state: &State, op: &Op, outcome: &Outcome, before: Before) -> Vec<Even
             events.push(EventKind::NodeCrashed {
                 media_node_id: id.clone(),
                 displaced_sessions: displaced_sessions.clone(),
+                failed_recordings: Vec::new(),
             });
         }
         (Op::DeregisterMediaNode { .. }, Outcome::MediaNodeDeregistered { .. }) => {
@@ -790,6 +806,7 @@ mod tests {
                 EventKind::NodeCrashed {
                     media_node_id: "n1".into(),
                     displaced_sessions: vec!["room".into()],
+                    failed_recordings: Vec::new(),
                 },
                 status_changed("n1", Some(Running), Crashed),
                 status_changed("n1", Some(Crashed), Running),

@@ -1044,6 +1044,22 @@ mod tests {
         h.ok(report("n1", "room", HookOutcome::Started));
         h.running_node("n2");
         h.ok(crash("n1", [7; 32]));
+        let crashed = h
+            .state
+            .events()
+            .from(1)
+            .unwrap()
+            .find_map(|e| match &e.kind {
+                EventKind::NodeCrashed {
+                    failed_recordings, ..
+                } => Some(failed_recordings.clone()),
+                _ => None,
+            });
+        assert_eq!(
+            crashed,
+            Some(vec!["room".to_owned()]),
+            "nodeCrashed names it"
+        );
         let r = h.state.recording("room").unwrap();
         assert_eq!(r.status, RecordingStatus::Failed);
         assert_eq!(r.reason, Some(RecordingEnd::NodeCrashed));
