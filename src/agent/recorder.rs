@@ -8,11 +8,14 @@
 //! standard error (or its exit status) as the message.
 //!
 //! A task is run once per agent process: while its hook runs, or once its outcome is
-//! known and not yet applied, the same task in the next answers is not run again. An
-//! outcome is resent with every heartbeat until an answer no longer lists its task (a
-//! leader that died with the report in flight, say), so none is lost.
+//! known, the same task in the next answers is not run again. An outcome is resent with
+//! every heartbeat until an answer no longer lists its task (a leader that died with
+//! the report in flight, say), so none is lost; and the last [`REMEMBERED`] outcomes
+//! are kept after that, so a task listed again by an answer from a state that lags (a
+//! new leader that has not applied everything yet) is answered with its outcome, not
+//! run twice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -25,6 +28,8 @@ use crate::state::{MAX_RECORDING_ERROR_LEN, MAX_RECORDING_URL_LEN, RecordingActi
 
 /// Longest a hook may run before the recording fails with "timed out".
 const HOOK_TIMEOUT: Duration = Duration::from_secs(120);
+/// Outcomes kept after the leader applied them, against running a task twice.
+const REMEMBERED: usize = 10_000;
 
 /// What a hook did, as the agent reports it.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +55,8 @@ pub struct Recorder {
     running: HashMap<String, RecordingAction>,
     /// Recording id → an outcome not yet applied by the leader.
     done: HashMap<String, HookResult>,
+    /// Outcomes applied, the newest [`REMEMBERED`], oldest first.
+    applied: VecDeque<(String, HookResult)>,
     /// Tasks of the last answer that wait for a running hook of the same recording.
     waiting: bool,
     results: mpsc::UnboundedReceiver<(String, HookResult)>,
@@ -64,6 +71,7 @@ impl Recorder {
             hook,
             running: HashMap::new(),
             done: HashMap::new(),
+            applied: VecDeque::new(),
             waiting: false,
             results,
             sender,
@@ -105,7 +113,14 @@ impl Recorder {
                 .iter()
                 .any(|t| t.recording_id == id && t.action == action.as_str())
         };
-        self.done.retain(|id, result| listed(id, result.action));
+        let (kept, gone): (HashMap<_, _>, HashMap<_, _>) = std::mem::take(&mut self.done)
+            .into_iter()
+            .partition(|(id, result)| listed(id, result.action));
+        self.done = kept;
+        self.applied.extend(gone);
+        while self.applied.len() > REMEMBERED {
+            self.applied.pop_front();
+        }
         self.waiting = false;
         for task in tasks {
             let Ok(action) = task.action.parse::<RecordingAction>() else {
@@ -115,6 +130,16 @@ impl Recorder {
             let id = &task.recording_id;
             if self.done.get(id).is_some_and(|r| r.action == action) {
                 continue; // reported, not applied yet
+            }
+            if let Some(at) = self
+                .applied
+                .iter()
+                .rposition(|(done, r)| done == id && r.action == action)
+            {
+                // Listed again by a state that lags: report the outcome again.
+                let (id, result) = self.applied.remove(at).expect("found");
+                self.done.insert(id, result);
+                continue;
             }
             match self.running.get(id) {
                 Some(running) if *running == action => continue,
@@ -232,6 +257,42 @@ fn truncate(mut text: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn task(id: &str, action: RecordingAction) -> pb::RecordingTask {
+        pb::RecordingTask {
+            recording_id: id.into(),
+            session_id: "s".into(),
+            action: action.to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_task_listed_again_after_its_outcome_was_applied_is_reported_not_rerun() {
+        let dir = tempfile::tempdir().unwrap();
+        let hook = dir.path().join("hook.sh");
+        let calls = dir.path().join("calls");
+        std::fs::write(
+            &hook,
+            format!("#!/bin/sh\necho \"$1 $2\" >> {}\n", calls.display()),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut recorder = Recorder::new(hook);
+        let start = [task("r", RecordingAction::Start)];
+        recorder.take_tasks(&start);
+        recorder.take_tasks(&start); // running: not run again
+        recorder.finished().await;
+        assert_eq!(recorder.reports().len(), 1);
+        recorder.take_tasks(&start); // not applied yet: reported again
+        assert_eq!(recorder.reports().len(), 1);
+        recorder.take_tasks(&[]); // applied
+        assert!(recorder.reports().is_empty() && recorder.is_idle());
+        recorder.take_tasks(&start); // a lagging answer lists it again
+        assert_eq!(recorder.reports()[0].action, "start");
+        assert!(recorder.running.is_empty(), "run twice");
+        assert_eq!(std::fs::read_to_string(&calls).unwrap(), "start r\n");
+    }
 
     #[test]
     fn truncation_keeps_characters_whole() {

@@ -8,7 +8,8 @@
 //! ALWAYS session, SIGKILLs the agent of its node, re-joins the publisher as soon as
 //! the session is placed on the other node, and times the kill to the new recording's
 //! `started`; the killed agent is then restarted. Times come from the event stream, not
-//! from polling.
+//! from polling. Starts are asked at a random point of the agents' heartbeat period
+//! (the agent learns of a start with its next heartbeat).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -204,6 +205,9 @@ pub async fn run(args: RecordingArgs) -> BenchResult {
         let session = format!("start-{round}");
         with_publisher(&client, &session, "MANUAL").await?;
         let mut events = events_of(&client, &session).await?;
+        // At a random point of the agent's heartbeat period, as an application would.
+        let phase = rand::random_range(0..args.interval_ms.max(1));
+        tokio::time::sleep(Duration::from_millis(phase)).await;
         let asked = Instant::now();
         let recording = client
             .start_recording(pb::StartRecordingRequest {
