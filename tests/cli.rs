@@ -235,6 +235,21 @@ async fn client_commands_print_json_follow_failover_and_fail_with_the_code() {
     assert!(!ok);
     assert!(stderr.contains("FAILED_PRECONDITION"), "{stderr}");
 
+    // Recordings: the node was registered without a recording hook.
+    let (ok, _, stderr) = chorus(e, &["recording", "start", "cli-room"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("FAILED_PRECONDITION") && stderr.contains("cannot record"),
+        "{stderr}"
+    );
+    let (ok, stdout, stderr) = chorus(e, &["recording", "list", "-o", "json"]);
+    assert!(ok, "{stderr}");
+    let listed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(listed["recordings"], serde_json::json!([]), "{stdout}");
+    let (ok, _, stderr) = chorus(e, &["recording", "get", "cli-room"]);
+    assert!(!ok);
+    assert!(stderr.contains("NOT_FOUND"), "{stderr}");
+
     // The events of all this, replayed through the dead master's successor.
     let (ok, stdout, stderr) = chorus(
         e,
