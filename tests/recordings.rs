@@ -439,12 +439,21 @@ async fn a_leader_killed_while_a_recording_starts_leaves_it_started_once() {
     let survivors = cluster.client(&cluster.running());
     let started = recording_in(&cluster, &survivors, "room", "started").await;
     assert!(started.started_at > 0);
+    // OpenVidu's media node shows what it records.
+    let now = cluster.leader().await;
+    let mut http = chorus_testkit::HttpClient::new(cluster.http_addr(now), Some(APP_SECRET));
+    let node = http
+        .call("GET", "/openvidu/api/media-nodes/rec-node", None)
+        .await
+        .unwrap();
+    assert_eq!(node.status, 200, "{}", node.body);
+    assert_eq!(node.json()["recordings"][0]["id"], "room", "{}", node.body);
+    assert_eq!(node.json()["recordings"][0]["status"], "started");
     assert_eq!(
         hooks.calls("rec-node"),
         ["start room room"],
         "started twice"
     );
-    let now = cluster.leader().await;
     let changes = status_changes(&cluster, now).await;
     assert_eq!(
         changes,

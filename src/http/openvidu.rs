@@ -1134,7 +1134,8 @@ struct MediaNodeJson {
     cores: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     sessions: Option<Vec<Value>>,
-    recordings: [(); 0],
+    /// The recordings it is starting, making or finishing.
+    recordings: Vec<Value>,
     broadcasts: [(); 0],
 }
 
@@ -1173,7 +1174,10 @@ fn media_node_json(
         status: node.status.openvidu_name(),
         cores: node.cores,
         sessions,
-        recordings: [],
+        recordings: state
+            .recordings_on(&node.id)
+            .map(crate::events::recording_json)
+            .collect(),
         broadcasts: [],
     }
 }

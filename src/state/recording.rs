@@ -401,13 +401,22 @@ impl State {
         self.recordings.len()
     }
 
-    /// What media node `node_id` must do now, in recording id order: start the
-    /// starting recordings, finish the stopped ones. O(unfinished recordings).
-    pub fn recording_tasks(&self, node_id: &str) -> Vec<(&Recording, RecordingAction)> {
+    /// The recordings media node `node_id` is starting, making or finishing, in id
+    /// order. O(unfinished recordings).
+    pub fn recordings_on<'a>(&'a self, node_id: &'a str) -> impl Iterator<Item = &'a Recording> {
         self.unfinished_recordings
             .iter()
             .filter_map(|id| self.recordings.get(id))
-            .filter(|r| r.media_node_id == node_id)
+            .filter(move |r| r.media_node_id == node_id)
+    }
+
+    /// What media node `node_id` must do now, in recording id order: start the
+    /// starting recordings, finish the stopped ones. O(unfinished recordings).
+    pub fn recording_tasks<'a>(
+        &'a self,
+        node_id: &'a str,
+    ) -> Vec<(&'a Recording, RecordingAction)> {
+        self.recordings_on(node_id)
             .filter_map(|r| match r.status {
                 RecordingStatus::Starting => Some((r, RecordingAction::Start)),
                 RecordingStatus::Stopped => Some((r, RecordingAction::Stop)),
