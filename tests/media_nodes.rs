@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use chorus::api::pb;
 use chorus::client::Client;
-use common::{Cluster, Heartbeats, Options, register_media_node, set_media_node_status};
+use common::{
+    Cluster, Heartbeats, Options, register_media_node, set_media_node_status, wait_media_node,
+};
 use tonic::Code;
 
 const LINEARIZABLE: i32 = pb::Consistency::Linearizable as i32;
@@ -63,21 +65,6 @@ async fn session_with_connection(client: &Client, id: &str) -> pb::Connection {
         })
         .await
         .unwrap()
-}
-
-async fn wait_status(cluster: &Cluster, client: &Client, id: &str, want: &str) {
-    cluster
-        .eventually(&format!("media node {id} {want}"), || async {
-            let node = client
-                .get_media_node(pb::GetMediaNodeRequest {
-                    id: id.into(),
-                    consistency: LINEARIZABLE,
-                })
-                .await
-                .ok()?;
-            (node.status == want).then_some(())
-        })
-        .await;
 }
 
 /// Sessions per node, read linearizably.
@@ -161,7 +148,7 @@ async fn a_silent_node_crashes_and_its_sessions_move_with_fresh_tokens() {
         beats.beat(id, 10.0);
     }
     for id in ["n1", "n2", "n3"] {
-        wait_status(&cluster, &client, id, "RUNNING").await;
+        wait_media_node(&cluster, &client, id, "RUNNING").await;
     }
     let mut joined = BTreeMap::new();
     for i in 0..30 {
@@ -181,7 +168,7 @@ async fn a_silent_node_crashes_and_its_sessions_move_with_fresh_tokens() {
     assert!(!moved.is_empty());
 
     beats.silence(victim);
-    wait_status(&cluster, &client, victim, "CRASHED").await;
+    wait_media_node(&cluster, &client, victim, "CRASHED").await;
     cluster
         .eventually("every session placed on a running node", || async {
             let now = placement(&client).await;
@@ -216,7 +203,7 @@ async fn a_silent_node_crashes_and_its_sessions_move_with_fresh_tokens() {
     }
     // Heartbeats resume: the node runs again, and takes new sessions.
     beats.beat(victim, 0.0);
-    wait_status(&cluster, &client, victim, "RUNNING").await;
+    wait_media_node(&cluster, &client, victim, "RUNNING").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,13 +214,13 @@ async fn the_next_leader_places_what_the_dead_one_displaced() {
     let beats = Heartbeats::start(client.clone(), BEAT);
     register_media_node(&client, "only").await;
     beats.beat("only", 10.0);
-    wait_status(&cluster, &client, "only", "RUNNING").await;
+    wait_media_node(&cluster, &client, "only", "RUNNING").await;
     for i in 0..20 {
         session_with_connection(&client, &format!("s{i}")).await;
     }
     // The only node dies: its sessions are displaced and wait, as no node can take them.
     beats.silence("only");
-    wait_status(&cluster, &client, "only", "CRASHED").await;
+    wait_media_node(&cluster, &client, "only", "CRASHED").await;
     let waiting = placement(&client).await;
     assert_eq!(waiting.get("").map(Vec::len), Some(20), "{waiting:?}");
 
@@ -262,7 +249,7 @@ async fn a_leader_failover_crashes_no_healthy_node() {
     for id in ["n1", "n2"] {
         register_media_node(&client, id).await;
         beats.beat(id, 10.0);
-        wait_status(&cluster, &client, id, "RUNNING").await;
+        wait_media_node(&cluster, &client, id, "RUNNING").await;
     }
     cluster.kill(leader);
     let new_leader = cluster.leader().await;
@@ -457,10 +444,10 @@ async fn autoscaling_advice_follows_the_load_and_reaches_every_master() {
     }
     // n1 serves a session, so n2 is the less busy one.
     beats.beat("n1", 90.0);
-    wait_status(&cluster, &client, "n1", "RUNNING").await;
+    wait_media_node(&cluster, &client, "n1", "RUNNING").await;
     session_with_connection(&client, "busy").await;
     beats.beat("n2", 90.0);
-    wait_status(&cluster, &client, "n2", "RUNNING").await;
+    wait_media_node(&cluster, &client, "n2", "RUNNING").await;
 
     // Each scripted load, and the advice every master should come to show.
     let follower_view = cluster.client(&[follower]);
@@ -544,7 +531,7 @@ async fn the_agent_registers_reports_load_follows_failover_and_drains_on_sigterm
             .unwrap(),
     ));
     let client = cluster.client_all();
-    wait_status(&cluster, &client, "agent-1", "RUNNING").await;
+    wait_media_node(&cluster, &client, "agent-1", "RUNNING").await;
     // The leader holds the load the agent measured.
     let load = cluster
         .eventually("a load reported to the leader", || {
@@ -570,7 +557,7 @@ async fn the_agent_registers_reports_load_follows_failover_and_drains_on_sigterm
     let child = agent.0.as_ref().unwrap();
     // SAFETY: kill(2) on the pid of a child we have not yet reaped.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    wait_status(&cluster, &client, "agent-1", "WAITING_IDLE_TO_TERMINATE").await;
+    wait_media_node(&cluster, &client, "agent-1", "WAITING_IDLE_TO_TERMINATE").await;
     client
         .delete_session(pb::DeleteSessionRequest {
             session_id: "on-agent".into(),
@@ -599,7 +586,7 @@ async fn a_leader_kill_racing_a_re_placement_leaves_nothing_behind_or_doubled() 
     let beats = Heartbeats::start(client.clone(), BEAT);
     register_media_node(&client, "doomed").await;
     beats.beat("doomed", 0.0);
-    wait_status(&cluster, &client, "doomed", "RUNNING").await;
+    wait_media_node(&cluster, &client, "doomed", "RUNNING").await;
     let total = 150;
     for i in 0..total {
         session_with_connection(&client, &format!("s{i}")).await;
@@ -607,14 +594,14 @@ async fn a_leader_kill_racing_a_re_placement_leaves_nothing_behind_or_doubled() 
     for id in ["n2", "n3"] {
         register_media_node(&client, id).await;
         beats.beat(id, 10.0);
-        wait_status(&cluster, &client, id, "RUNNING").await;
+        wait_media_node(&cluster, &client, id, "RUNNING").await;
     }
     // The node dies; the leader is killed as soon as the crash is seen. Re-placing 150
     // sessions takes the leader some 20 ms, so the kill usually lands just after it;
     // `the_next_leader_places_what_the_dead_one_displaced` covers a leader dying with
     // the work undone. Either way: nothing left on the dead node, nothing doubled.
     beats.silence("doomed");
-    wait_status(&cluster, &client, "doomed", "CRASHED").await;
+    wait_media_node(&cluster, &client, "doomed", "CRASHED").await;
     cluster.kill(leader);
     let client = cluster.client(&cluster.running());
     cluster

@@ -30,18 +30,7 @@ async fn cluster_with_node() -> (Cluster, Heartbeats) {
     register_media_node(&client, NODE).await;
     let beats = Heartbeats::start(cluster.client_all(), BEAT);
     beats.beat(NODE, 10.0);
-    cluster
-        .eventually("the media node RUNNING", || async {
-            let node = client
-                .get_media_node(pb::GetMediaNodeRequest {
-                    id: NODE.into(),
-                    consistency: pb::Consistency::Linearizable as i32,
-                })
-                .await
-                .ok()?;
-            (node.status == "RUNNING").then_some(())
-        })
-        .await;
+    wait_media_node(&cluster, &client, NODE, "RUNNING").await;
     (cluster, beats)
 }
 

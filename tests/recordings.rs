@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use chorus::api::pb;
 use chorus::client::Client;
-use common::{APP_SECRET, Cluster, Heartbeats, OPERATOR_SECRET, Options, register_media_node};
+use common::{
+    APP_SECRET, Cluster, Heartbeats, OPERATOR_SECRET, Options, register_media_node, wait_media_node,
+};
 use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -138,21 +140,6 @@ fn cluster() -> Cluster {
     )
 }
 
-async fn wait_node(cluster: &Cluster, client: &Client, id: &str) {
-    cluster
-        .eventually(&format!("media node {id} RUNNING"), || async {
-            let node = client
-                .get_media_node(pb::GetMediaNodeRequest {
-                    id: id.into(),
-                    consistency: LINEARIZABLE,
-                })
-                .await
-                .ok()?;
-            (node.status == "RUNNING").then_some(())
-        })
-        .await
-}
-
 async fn recording_in(cluster: &Cluster, client: &Client, id: &str, status: &str) -> pb::Recording {
     cluster
         .eventually(&format!("recording {id} {status}"), || async {
@@ -236,7 +223,7 @@ async fn the_node_client_records_through_the_agents_hook() {
     let hooks = Hooks::new();
     let client = cluster.client_all();
     let _agent = Agent::start(&cluster, "rec-node", &hooks);
-    wait_node(&cluster, &client, "rec-node").await;
+    wait_media_node(&cluster, &client, "rec-node", "RUNNING").await;
     let leader = cluster.leader().await;
 
     let mut flow = tokio::process::Command::new("node")
@@ -318,13 +305,13 @@ async fn an_always_recording_fails_with_its_node_and_starts_again_where_its_sess
     let mut agents = BTreeMap::new();
     for node in ["rec-a", "rec-b"] {
         agents.insert(node, Agent::start(&cluster, node, &hooks));
-        wait_node(&cluster, &client, node).await;
+        wait_media_node(&cluster, &client, node, "RUNNING").await;
     }
     // A node that cannot record, idle: placement would prefer it, but not for ALWAYS.
     let beats = Heartbeats::start(client.clone(), Duration::from_millis(100));
     register_media_node(&client, "plain").await;
     beats.beat("plain", 0.0);
-    wait_node(&cluster, &client, "plain").await;
+    wait_media_node(&cluster, &client, "plain", "RUNNING").await;
 
     client
         .create_session(pb::CreateSessionRequest {
@@ -408,7 +395,7 @@ async fn a_leader_killed_while_a_recording_starts_leaves_it_started_once() {
     let hooks = Hooks::new();
     let client = cluster.client_all();
     let _agent = Agent::start(&cluster, "rec-node", &hooks);
-    wait_node(&cluster, &client, "rec-node").await;
+    wait_media_node(&cluster, &client, "rec-node", "RUNNING").await;
     client
         .create_session(pb::CreateSessionRequest {
             custom_session_id: "room".into(),

@@ -13,7 +13,7 @@ use super::pb::{
 };
 use super::{ClientApi, optional, page, parse};
 use crate::error::Error;
-use crate::service::{Heartbeat, MAX_REPORTS, Write, reused_request_id};
+use crate::service::{Heartbeat, Write, reused_request_id};
 use crate::state::{HookOutcome, Outcome, RecordingAction, State};
 
 /// A hook's report as the state takes it.
@@ -75,11 +75,6 @@ impl MediaNodeService for ClientApi {
     ) -> Result<Response<HeartbeatResponse>, Status> {
         let req = request.get_ref().clone();
         crate::auth::act_for_node(&request, &req.node_id)?;
-        if req.reports.len() > MAX_REPORTS {
-            return Err(
-                Error::invalid("reports", format!("at most {MAX_REPORTS} per heartbeat")).into(),
-            );
-        }
         let reports = req
             .reports
             .into_iter()

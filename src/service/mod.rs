@@ -43,8 +43,8 @@ use tokio::time::Instant;
 pub use forward::{Forwarder, LeaderLink};
 pub use proposer::{Proposer, read_index_by};
 pub use request::{
-    Executed, Heartbeat, HeartbeatAnswer, MAX_REPORTS, MembershipChange, Request, Write,
-    reused_request_id, validate_recording_id,
+    Executed, Heartbeat, HeartbeatAnswer, MembershipChange, Request, Write, reused_request_id,
+    validate_recording_id,
 };
 
 use crate::error::Error;

@@ -260,15 +260,16 @@ impl Proposer {
             reports,
         } = heartbeat;
         let status = self.node_seen(&node_id, load).await?;
+        // Only a report the state still waits for becomes a command: an agent resends
+        // its reports until the task is gone.
+        let awaited: std::collections::HashSet<String> = read(&self.applied)
+            .state
+            .recording_tasks(&node_id)
+            .into_iter()
+            .map(|(r, _)| r.id.clone())
+            .collect();
         for (recording_id, outcome) in reports {
-            // Only a report the state still waits for becomes a command: an agent
-            // resends its reports until the task is gone.
-            let awaited = read(&self.applied)
-                .state
-                .recording_tasks(&node_id)
-                .iter()
-                .any(|(r, _)| r.id == recording_id);
-            if awaited {
+            if awaited.contains(&recording_id) {
                 let op = Op::RecordingReported {
                     media_node_id: node_id.clone(),
                     recording_id,

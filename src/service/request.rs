@@ -119,7 +119,7 @@ pub struct Heartbeat {
 }
 
 /// The most hook reports one heartbeat may carry.
-pub const MAX_REPORTS: usize = 1_000;
+const MAX_REPORTS: usize = 1_000;
 
 /// What the leader answers a heartbeat: the node's status as the registry records it,
 /// and what the node must do for recordings now.

@@ -392,6 +392,27 @@ impl Heartbeats {
     }
 }
 
+/// Waits until media node `id`, read linearizably through `client`, has status `want`.
+pub async fn wait_media_node(
+    cluster: &Cluster,
+    client: &chorus::client::Client,
+    id: &str,
+    want: &str,
+) {
+    cluster
+        .eventually(&format!("media node {id} {want}"), || async {
+            let node = client
+                .get_media_node(pb::GetMediaNodeRequest {
+                    id: id.into(),
+                    consistency: pb::Consistency::Linearizable as i32,
+                })
+                .await
+                .ok()?;
+            (node.status == want).then_some(())
+        })
+        .await;
+}
+
 /// Registers media node `id` (4 cores) through `client`.
 pub async fn register_media_node(client: &chorus::client::Client, id: &str) {
     client

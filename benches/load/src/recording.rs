@@ -159,6 +159,16 @@ async fn with_publisher(client: &Client, id: &str, mode: &str) -> BenchResult<pb
         .await?)
 }
 
+async fn delete_session(client: &Client, session_id: String) -> BenchResult {
+    client
+        .delete_session(pb::DeleteSessionRequest {
+            session_id,
+            request_id: String::new(),
+        })
+        .await?;
+    Ok(())
+}
+
 fn summary(label: &str, times: &[Duration]) -> serde_json::Value {
     let mut ms: Vec<f64> = times.iter().map(|t| t.as_secs_f64() * 1000.0).collect();
     ms.sort_by(f64::total_cmp);
@@ -218,12 +228,7 @@ pub async fn run(args: RecordingArgs) -> BenchResult {
         until(&mut events, "started", started(&recording.id)).await?;
         to_started.push(asked.elapsed());
         drop(events);
-        client
-            .delete_session(pb::DeleteSessionRequest {
-                session_id: session,
-                request_id: String::new(),
-            })
-            .await?;
+        delete_session(&client, session).await?;
     }
 
     let mut to_replaced = Vec::new();
@@ -260,12 +265,7 @@ pub async fn run(args: RecordingArgs) -> BenchResult {
         until(&mut events, "the replacement started", started(&next)).await?;
         to_replaced.push(killed.elapsed());
         drop(events);
-        client
-            .delete_session(pb::DeleteSessionRequest {
-                session_id: session,
-                request_id: String::new(),
-            })
-            .await?;
+        delete_session(&client, session).await?;
         agents[victim] = Agent::start(&masters, nodes[victim], &hook, args.interval_ms)?;
         wait_running(&client, nodes[victim]).await?;
     }
