@@ -18,9 +18,26 @@ const READ_ALL: Duration = Duration::from_secs(60);
 /// Reads every retained event from each master and checks them (run after convergence).
 pub async fn check(cluster: &Cluster, history: &[Op]) -> Finding {
     let mut problems = Vec::new();
+    // Events may still come after convergence (a media node the workload left silent
+    // crashing, say): every master is read over the same range, the one all hold.
+    let mut range: Option<(u64, u64)> = None;
+    for id in cluster.ids() {
+        let Some(status) = cluster.status(id).await else {
+            problems.push(format!("master {id}: no status"));
+            continue;
+        };
+        let (first, last) = range.unwrap_or((0, u64::MAX));
+        range = Some((
+            first.max(status.oldest_event_id.max(1)),
+            last.min(status.last_event_id),
+        ));
+    }
+    let Some((first, last)) = range else {
+        return Finding { problems };
+    };
     let mut reference: Option<(u64, Vec<pb::Event>)> = None;
     for id in cluster.ids() {
-        let events = match read_all(cluster, id).await {
+        let events = match read_range(cluster, id, first, last).await {
             Ok(events) => events,
             Err(e) => {
                 problems.push(format!("master {id}: {e}"));
@@ -82,13 +99,17 @@ pub async fn check(cluster: &Cluster, history: &[Op]) -> Finding {
     Finding { problems }
 }
 
-/// Every event master `id` retains, from its own state.
-async fn read_all(cluster: &Cluster, id: u64) -> Result<Vec<pb::Event>, String> {
-    let status = cluster.status(id).await.ok_or("no status")?;
-    let wanted = (status.last_event_id + 1).saturating_sub(status.oldest_event_id);
+/// Events `first..=last` as master `id` streams them.
+async fn read_range(
+    cluster: &Cluster,
+    id: u64,
+    first: u64,
+    last: u64,
+) -> Result<Vec<pb::Event>, String> {
+    let wanted = (last + 1).saturating_sub(first);
     let client = cluster.client_of(id);
     let stream = client.watch_events(pb::WatchRequest {
-        from_event_id: status.oldest_event_id.max(1),
+        from_event_id: first,
         ..Default::default()
     });
     let read = stream.take(wanted as usize).collect::<Vec<_>>();
